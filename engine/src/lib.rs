@@ -3,3 +3,7 @@
 //! capabilities, the per-container monitor, logs and exec).
 
 pub use registry::ErrorKind;
+
+pub mod capabilities;
+pub mod cgroups;
+pub mod seccomp;

@@ -1,0 +1,1 @@
+//! Linux capabilities: Docker default set, add/drop resolution, applying them in the container.

@@ -1,0 +1,1 @@
+//! Cgroups: v2 (target) with v1 fallback for hybrid hosts.

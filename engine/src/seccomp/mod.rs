@@ -1,0 +1,1 @@
+//! Seccomp: Docker default profile, Docker-format profile parsing, BPF compile + cache, install.
