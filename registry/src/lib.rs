@@ -1,5 +1,12 @@
 //! Images: references, the local content store, layer unpacking, load/save (and, later,
 //! pull/push over the OCI distribution protocol).
 
+pub mod digest;
+pub mod error;
 pub mod error_kind;
+pub mod reference;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
 pub use error_kind::ErrorKind;
+pub use reference::Reference;
