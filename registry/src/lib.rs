@@ -4,7 +4,9 @@
 pub mod digest;
 pub mod error;
 pub mod error_kind;
+mod fsys;
 pub mod reference;
+pub mod unpack;
 
 pub use digest::Digest;
 pub use error::{Error, Result};
