@@ -10,6 +10,7 @@
 
 mod destroy;
 pub mod detect;
+pub(crate) mod devices;
 mod error;
 mod fsutil;
 pub mod paths;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 
+use super::devices::apply_v1_devices;
 use super::error::{CgroupError, Result};
 use super::fsutil::{read_opt, write, write_if_exists};
 
@@ -86,6 +87,11 @@ fn v2_write(dir: &Path, controller: &'static str, file: &str, value: &str) -> Re
 
 /// Writes `r` into the v2 cgroup `dir`.
 pub(crate) fn apply_v2(dir: &Path, r: &LinuxResources) -> Result<()> {
+    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        // v2 needs a BPF_CGROUP_DEVICE program attached to the cgroup; that
+        // is the runtime's job, not a control-file write.
+        tracing::debug!(dir = %dir.display(), "device rules are not applied via cgroupfs on v2");
+    }
     if let Some(m) = r.memory() {
         apply_v2_memory(dir, m)?;
     }
@@ -320,6 +326,9 @@ pub(crate) fn apply_v1(dirs: &V1Dirs, r: &LinuxResources) -> Result<()> {
             let file = format!("hugetlb.{}.limit_in_bytes", l.page_size());
             write(dir, &file, &l.limit().to_string())?;
         }
+    }
+    if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
+        apply_v1_devices(v1_dir(dirs, "devices")?, rules)?;
     }
     if r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
         return Err(CgroupError::InvalidResource {

@@ -5,7 +5,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use oci_spec::runtime::{
-    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
+    LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder,
 };
 
 use super::*;
@@ -150,6 +151,21 @@ fn lifecycle_limits_stats_freeze_destroy() {
                 .unwrap(),
         )
         .pids(LinuxPidsBuilder::default().limit(16i64).build().unwrap())
+        .devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(false)
+                .access("rwm")
+                .build()
+                .unwrap(),
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(LinuxDeviceType::C)
+                .major(1i64)
+                .minor(3i64)
+                .access("rwm")
+                .build()
+                .unwrap(),
+        ])
         .cpu(
             LinuxCpuBuilder::default()
                 .quota(50_000i64)
@@ -161,6 +177,16 @@ fn lifecycle_limits_stats_freeze_destroy() {
         .build()
         .unwrap();
     m.create(&res).unwrap();
+    if let CgroupPaths::V1 { hierarchies } = m.paths() {
+        // Deny-all then allow /dev/null: the kernel's view is exactly that.
+        let dev = hierarchies
+            .iter()
+            .find(|h| h.controllers.iter().any(|c| c == "devices"));
+        if let Some(h) = dev {
+            let list = std::fs::read_to_string(h.path.join("devices.list")).unwrap();
+            assert_eq!(list.trim(), "c 1:3 rwm");
+        }
+    }
     // Persisted paths must rebuild an equivalent manager.
     let json = serde_json::to_string(&m.paths()).unwrap();
     let m2 = open(serde_json::from_str(&json).unwrap());

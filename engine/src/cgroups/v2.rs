@@ -7,7 +7,7 @@ use oci_spec::runtime::LinuxResources;
 
 use super::CgroupManager;
 use super::destroy::remove_tree;
-use super::error::Result;
+use super::error::{CgroupError, Result};
 use super::fsutil::{read_flat_keyed, read_opt, read_pids_recursive, write};
 use super::paths::{CgroupPaths, Placement};
 use super::resources::apply_v2;
@@ -121,13 +121,13 @@ impl CgroupManager for V2Manager {
         }
         // cgroup.kill (5.14+) kills the whole subtree atomically, with no pid
         // reuse race and even when frozen; fall back to per-pid SIGKILL.
-        match write(dir, "cgroup.kill", "1") {
-            Ok(()) => {}
-            Err(e) if e.is_not_found() && dir.exists() => kill_each(dir)?,
+        let waited = match write(dir, "cgroup.kill", "1") {
+            Ok(()) => wait_events(dir, "populated", 0, EMPTY_TIMEOUT),
+            Err(e) if e.is_not_found() && dir.exists() => kill_until_empty(dir),
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
-        }
-        match wait_events(dir, "populated", 0, EMPTY_TIMEOUT) {
+        };
+        match waited {
             Ok(()) => {}
             Err(e) if e.is_not_found() => return Ok(()),
             Err(e) => return Err(e),
@@ -136,15 +136,22 @@ impl CgroupManager for V2Manager {
     }
 }
 
-/// Pre-5.14 fallback: SIGKILL every pid listed; frozen v2 tasks still die
-/// from fatal signals, so no thaw is needed.
-fn kill_each(dir: &Path) -> Result<()> {
-    for pid in read_pids_recursive(dir)? {
-        // ESRCH just means it already exited.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+/// Pre-5.14 fallback: SIGKILL every pid listed, again after each short wait
+/// because a task may fork between our read and our kill. Frozen v2 tasks
+/// still die from fatal signals, so no thaw is needed.
+fn kill_until_empty(dir: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + EMPTY_TIMEOUT;
+    loop {
+        for pid in read_pids_recursive(dir)? {
+            // ESRCH just means it already exited.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        match wait_events(dir, "populated", 0, Duration::from_millis(100)) {
+            Err(CgroupError::Timeout { .. }) if std::time::Instant::now() < deadline => {}
+            other => return other,
+        }
     }
-    Ok(())
 }
