@@ -1,14 +1,19 @@
 //! Images: references, the local content store, layer unpacking, load/save (and, later,
 //! pull/push over the OCI distribution protocol).
 
+pub mod archive;
+pub mod config;
 pub mod digest;
 pub mod error;
 pub mod error_kind;
 mod fsys;
 pub mod reference;
+pub mod store;
 pub mod unpack;
 
+pub use config::{Healthcheck, ImageConfig, RunConfig};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use error_kind::ErrorKind;
 pub use reference::Reference;
+pub use store::{ImageRecord, ImageStore, ImageUser, LoadedImage, Removed};
