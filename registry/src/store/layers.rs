@@ -22,7 +22,11 @@ const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const TMP_PREFIX: &str = ".tmp-";
 /// Temp dirs older than this belong to a crashed import, not a running one.
-const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+const STALE_TMP_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Doomed dirs older than this belong to a crashed `rmi`.
+const STALE_DEL_AFTER: Duration = Duration::from_secs(3600);
+/// Must match the prefix `remove_tree_atomically` uses.
+const DEL_PREFIX: &str = ".del-";
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct LayerMeta {
@@ -147,7 +151,8 @@ impl LayerStore {
     }
 
     /// Deletes temp and half-deleted directories left by crashed processes. Only old ones:
-    /// a fresh `.tmp-*` may be another process's import in progress.
+    /// a fresh `.tmp-*` may be another process's import in progress, and a fresh `.del-*`
+    /// another process's `rmi` still deleting.
     pub fn clean_stale(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
@@ -155,17 +160,20 @@ impl LayerStore {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let is_del = name.starts_with(".del-");
-            if !is_del && !name.starts_with(TMP_PREFIX) {
+            let limit = if name.starts_with(TMP_PREFIX) {
+                STALE_TMP_AFTER
+            } else if name.starts_with(DEL_PREFIX) {
+                STALE_DEL_AFTER
+            } else {
                 continue;
-            }
-            let old = entry
+            };
+            let stale = entry
                 .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .is_some_and(|age| age > STALE_AFTER);
-            if is_del || old {
+                .is_some_and(|age| age > limit);
+            if stale {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }

@@ -329,3 +329,24 @@ fn moving_a_tag_reports_the_old_image() {
     assert!(s.resolve(first[0].id.hex()).unwrap().is_dangling());
     assert_eq!(s.list().unwrap().len(), 2);
 }
+
+#[test]
+fn concurrent_loads_of_the_same_layers() {
+    let (_d, s) = store();
+    let base = layer(&[("shared", b"s")]);
+    let archive = legacy_archive(&[(&["one:1"], &[&base], "a")]);
+    let archive2 = legacy_archive(&[(&["two:1"], &[&base], "b")]);
+    std::thread::scope(|scope| {
+        let a = scope.spawn(|| s.load_archive(&archive[..]));
+        let b = scope.spawn(|| s.load_archive(&archive2[..]));
+        a.join().unwrap().unwrap();
+        b.join().unwrap().unwrap();
+    });
+    assert_eq!(layer_count(&s), 1);
+    assert_eq!(s.list().unwrap().len(), 2);
+    let names: Vec<_> = std::fs::read_dir(s.root().join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+}
