@@ -1,1 +1,36 @@
-fn main() {}
+//! `pelagos`: the daemonless command line. It parses flags and translates them into
+//! engine and registry calls; all real work lives in those crates.
+
+mod attach_client;
+mod cli;
+mod commands;
+mod errors;
+mod format;
+mod run_opts;
+mod terminal;
+
+use clap::Parser;
+
+fn main() {
+    // The monitor is this same binary; check before anything else so a monitor touches as
+    // little memory as possible.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == engine::runtime::spawn::MONITOR_ARG)
+    {
+        engine::runtime::monitor::main();
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PELAGOS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = cli::Cli::parse();
+    let code = match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => errors::report(&e),
+    };
+    std::process::exit(code);
+}

@@ -6,4 +6,25 @@ pub use registry::ErrorKind;
 
 pub mod capabilities;
 pub mod cgroups;
+pub mod cgroups_glue;
+pub mod error;
+pub mod fsutil;
+pub mod ids;
+pub mod inspect;
+pub mod lifecycle;
+pub mod logs;
+pub mod model;
+pub mod mountspec;
+pub mod paths;
+pub mod runtime;
 pub mod seccomp;
+pub mod security;
+pub mod spec;
+pub mod state;
+pub mod store;
+pub mod units;
+pub mod volumes;
+
+pub use error::{Error, Result};
+pub use lifecycle::{CreateOptions, Engine, ImageDefaults, ImageInfo};
+pub use paths::Roots;

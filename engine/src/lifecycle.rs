@@ -1,0 +1,649 @@
+//! The engine's container operations: create, start, stop, kill, restart, pause, remove,
+//! wait. The CLI (and later the API) only translate their input into these calls.
+
+use crate::error::{Error, Result};
+use crate::fsutil::write_atomic;
+use crate::ids;
+use crate::model::{ContainerConfig, ContainerRecord, HostConfig};
+use crate::mountspec;
+use crate::paths::{ContainerPaths, Roots};
+use crate::runtime::{self, AttachStreams, LogOptions, Prefill, RootfsPlan, StartRequest};
+use crate::state::{ContainerState, Status};
+use crate::store::{Container, ContainerStore};
+use crate::volumes::VolumeStore;
+use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The image defaults a container inherits (Docker's image Config).
+#[derive(Debug, Clone, Default)]
+pub struct ImageDefaults {
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    pub volumes: BTreeMap<String, serde_json::Value>,
+    pub stop_signal: Option<String>,
+    pub healthcheck: Option<serde_json::Value>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImageInfo {
+    /// Image ID (`sha256:...`).
+    pub id: String,
+    /// The reference as the user gave it (Docker's Config.Image).
+    pub reference: String,
+    /// Layer directories, bottom to top.
+    pub layers: Vec<PathBuf>,
+    pub defaults: ImageDefaults,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub name: Option<String>,
+    /// None with `--rootfs`.
+    pub image: Option<ImageInfo>,
+    /// What the user asked for; image defaults fill what is unset.
+    pub config: ContainerConfig,
+    /// `Some` when `--entrypoint` was given (even empty), which also drops the image's Cmd.
+    pub entrypoint: Option<Vec<String>>,
+    pub host_config: HostConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub roots: Roots,
+    pub containers: ContainerStore,
+    pub volumes: VolumeStore,
+}
+
+impl Engine {
+    pub fn open(roots: Roots) -> Result<Self> {
+        Ok(Engine {
+            containers: ContainerStore::open(&roots)?,
+            volumes: VolumeStore::open(&roots)?,
+            roots,
+        })
+    }
+
+    pub fn paths(&self, id: &str) -> ContainerPaths {
+        ContainerPaths::new(&self.roots, id)
+    }
+
+    /// Docker's merge of image defaults and user config.
+    pub fn merge_config(opts: &CreateOptions, id: &str) -> ContainerConfig {
+        let mut c = opts.config.clone();
+        let d = opts
+            .image
+            .as_ref()
+            .map(|i| i.defaults.clone())
+            .unwrap_or_default();
+        let mut env = d.env.clone();
+        for e in &opts.config.env {
+            let key = e.split('=').next().unwrap_or(e);
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        c.env = env;
+        match &opts.entrypoint {
+            Some(ep) => c.entrypoint = ep.clone(),
+            None => {
+                c.entrypoint = d.entrypoint.clone();
+                if c.cmd.is_empty() {
+                    c.cmd = d.cmd.clone();
+                }
+            }
+        }
+        if c.working_dir.is_empty() {
+            c.working_dir = d.working_dir.clone();
+        }
+        if c.user.is_empty() {
+            c.user = d.user.clone();
+        }
+        let mut labels = d.labels.clone();
+        labels.extend(opts.config.labels.clone());
+        c.labels = labels;
+        let mut ports = d.exposed_ports.clone();
+        ports.extend(opts.config.exposed_ports.clone());
+        c.exposed_ports = ports;
+        let mut vols = d.volumes.clone();
+        vols.extend(opts.config.volumes.clone());
+        c.volumes = vols;
+        if c.stop_signal.is_none() {
+            c.stop_signal = d.stop_signal.clone();
+        }
+        if c.healthcheck.is_none() {
+            c.healthcheck = d.healthcheck.clone();
+        }
+        if c.hostname.is_empty() {
+            c.hostname = ids::short_id(id).to_string();
+        }
+        if let Some(img) = &opts.image {
+            c.image = img.reference.clone();
+        }
+        c
+    }
+
+    /// Creates a container: record, name, writable layer, volumes, generated /etc files.
+    /// On any failure nothing is left behind.
+    pub fn create(&self, opts: CreateOptions) -> Result<ContainerRecord> {
+        let id = ids::new_id();
+        let config = Self::merge_config(&opts, &id);
+        let hc = opts.host_config.clone();
+        if config.entrypoint.is_empty() && config.cmd.is_empty() {
+            return Err(Error::invalid("no command specified"));
+        }
+        validate_host_config(&hc)?;
+        let name = match &opts.name {
+            Some(n) => {
+                let n = ids::validate_name(n)?.to_string();
+                self.containers.reserve_name(&n, &id)?;
+                n
+            }
+            None => self.containers.reserve_random_name(&id)?,
+        };
+        let mut created_volumes: Vec<String> = Vec::new();
+        let result = self.create_reserved(&id, &name, config, hc, &opts, &mut created_volumes);
+        if result.is_err() {
+            self.containers.release_name(&name, &id);
+            let _ = crate::fsutil::remove_dir_all_if_exists(&self.paths(&id).dir);
+            for v in created_volumes {
+                let _ = self.volumes.remove(&v, &[]);
+            }
+        }
+        result
+    }
+
+    fn create_reserved(
+        &self,
+        id: &str,
+        name: &str,
+        config: ContainerConfig,
+        hc: HostConfig,
+        opts: &CreateOptions,
+        created_volumes: &mut Vec<String>,
+    ) -> Result<ContainerRecord> {
+        let mounts = mountspec::resolve(&hc, &config.volumes, &self.volumes, created_volumes)?;
+        let record = ContainerRecord {
+            id: id.to_string(),
+            name: name.to_string(),
+            created: crate::state::now_rfc3339(),
+            image: opts
+                .image
+                .as_ref()
+                .map(|i| i.id.clone())
+                .unwrap_or_default(),
+            config,
+            host_config: hc,
+            mounts,
+            layers: opts
+                .image
+                .as_ref()
+                .map(|i| i.layers.iter().map(|p| p.display().to_string()).collect())
+                .unwrap_or_default(),
+        };
+        if record.layers.is_empty() && record.host_config.rootfs.is_none() {
+            return Err(Error::invalid("an image or --rootfs is required"));
+        }
+        self.containers.insert(&record)?;
+        let p = self.paths(id);
+        for d in [p.upper(), p.work(), p.rootfs(), p.log_dir()] {
+            std::fs::create_dir_all(&d).map_err(|e| Error::path(&d, e))?;
+        }
+        write_etc_files(&record, &p)?;
+        Ok(record)
+    }
+
+    /// Starts a created or exited container. `attach` is the first attach client (a
+    /// foreground `run`), connected before the process can write anything.
+    pub fn start(&self, what: &str, attach: Option<(OwnedFd, AttachStreams)>) -> Result<i32> {
+        let id = self.containers.resolve(what)?;
+        let _lock = self.containers.lock(&id)?;
+        let c = self.containers.load(&id)?;
+        if c.state.is_running() {
+            return Err(Error::NotModified(id, "started"));
+        }
+        let req = self.start_request(&c, attach.as_ref().map(|a| a.1))?;
+        // A start after an exit begins a new run: reset what the last run recorded.
+        let p = self.paths(&id);
+        std::fs::create_dir_all(&p.run_dir).map_err(|e| Error::path(&p.run_dir, e))?;
+        let spec_bytes =
+            serde_json::to_vec(&req.spec).map_err(|e| Error::Internal(e.to_string()))?;
+        write_atomic(&p.spec(), &spec_bytes)?;
+        runtime::spawn::start(&req, attach.map(|a| a.0))
+    }
+
+    fn start_request(&self, c: &Container, attach: Option<AttachStreams>) -> Result<StartRequest> {
+        let r = &c.record;
+        let p = self.paths(&r.id);
+        let plan = match &r.host_config.rootfs {
+            Some(dir) => RootfsPlan::Dir(PathBuf::from(dir)),
+            None => RootfsPlan::Overlay {
+                lowers: r.layers.iter().rev().map(PathBuf::from).collect(),
+                upper: p.upper(),
+                work: p.work(),
+            },
+        };
+        let passwd = runtime::user::read_rootfs_file(&plan, "etc/passwd");
+        let group = runtime::user::read_rootfs_file(&plan, "etc/group");
+        let user = runtime::user::resolve(
+            &r.config.user,
+            &r.host_config.group_add,
+            passwd.as_deref(),
+            group.as_deref(),
+        )?;
+        let caps = crate::capabilities::resolve(
+            &r.host_config.cap_add,
+            &r.host_config.cap_drop,
+            r.host_config.privileged,
+        )
+        .map_err(|e| Error::invalid(e.to_string()))?;
+        let seccomp = crate::security::seccomp_for(r, &caps)?;
+        let bpf = match &seccomp {
+            Some(s) => Some(crate::security::compiled_filter(
+                s,
+                &self.roots.seccomp_cache_dir(),
+            )?),
+            None => None,
+        };
+        let spec = crate::spec::build(&crate::spec::SpecInputs {
+            record: r,
+            rootfs: &p.rootfs(),
+            hosts: &p.hosts(),
+            hostname_file: &p.hostname(),
+            resolv_conf: &p.resolv_conf(),
+            user: &user,
+            caps: &caps,
+            seccomp: seccomp.as_ref(),
+        })
+        .map_err(|e| Error::Internal(format!("build spec: {e}")))?;
+        let prefill = r
+            .mounts
+            .iter()
+            .filter(|m| m.kind == "volume" && !m.mode.contains("nocopy"))
+            .map(|m| Prefill {
+                container_path: m.destination.clone(),
+                volume_dir: PathBuf::from(&m.source),
+            })
+            .collect();
+        Ok(StartRequest {
+            id: r.id.clone(),
+            roots: self.roots.clone(),
+            spec,
+            rootfs: plan,
+            seccomp_bpf: bpf,
+            prefill,
+            log: log_options(&r.host_config)?,
+            tty: r.config.tty,
+            open_stdin: r.config.open_stdin,
+            stdin_once: r.config.stdin_once,
+            auto_remove: r.host_config.auto_remove,
+            init: r.host_config.init,
+            netns_path: r.host_config.netns_path.as_ref().map(PathBuf::from),
+            cgroup_parent: None,
+            initial_attach: attach,
+        })
+    }
+
+    /// Sends a signal to the container's main process.
+    pub fn kill(&self, what: &str, signal: Option<&str>) -> Result<()> {
+        let c = self.containers.lookup(what)?;
+        if !c.state.is_running() || c.state.pid <= 0 {
+            return Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.record.id
+            )));
+        }
+        let sig = parse_signal(signal.unwrap_or("SIGKILL"))?;
+        send_signal(c.state.pid, sig)
+    }
+
+    /// Docker's stop: the stop signal, then SIGKILL after the timeout; waits for the exit.
+    pub fn stop(&self, what: &str, timeout: Option<i64>) -> Result<()> {
+        let c = self.containers.lookup(what)?;
+        if !c.state.is_running() {
+            return Err(Error::NotModified(c.record.id, "stopped"));
+        }
+        let timeout = timeout.or(c.record.config.stop_timeout).unwrap_or(10);
+        let sig = parse_signal(c.record.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
+        if c.state.status == Status::Paused {
+            let _ = self.set_paused(&c, false);
+        }
+        let monitor = MonitorHandle::open(&c.state);
+        if sig != Signal::SIGKILL && timeout != 0 {
+            let _ = send_signal(c.state.pid, sig);
+            let wait = if timeout < 0 {
+                None
+            } else {
+                Some(Duration::from_secs(timeout as u64))
+            };
+            if monitor.as_ref().is_none_or(|m| m.wait(wait)) {
+                return Ok(());
+            }
+        }
+        let _ = send_signal(c.state.pid, Signal::SIGKILL);
+        if let Some(m) = monitor {
+            m.wait(Some(Duration::from_secs(30)));
+        }
+        Ok(())
+    }
+
+    pub fn restart(&self, what: &str, timeout: Option<i64>) -> Result<()> {
+        match self.stop(what, timeout) {
+            Ok(()) | Err(Error::NotModified(..)) => {}
+            Err(e) => return Err(e),
+        }
+        self.start(what, None).map(|_| ())
+    }
+
+    /// Blocks until the container is not running; returns its exit code.
+    pub fn wait(&self, what: &str) -> Result<i32> {
+        let c = self.containers.lookup(what)?;
+        if c.state.is_running()
+            && let Some(m) = MonitorHandle::open(&c.state)
+        {
+            m.wait(None);
+        }
+        Ok(self.containers.load(&c.record.id)?.state.exit_code)
+    }
+
+    pub fn pause(&self, what: &str) -> Result<()> {
+        let c = self.containers.lookup(what)?;
+        match c.state.status {
+            Status::Running => self.set_paused(&c, true),
+            Status::Paused => Err(Error::Conflict(format!(
+                "Container {} is already paused",
+                c.record.id
+            ))),
+            _ => Err(Error::Conflict(format!(
+                "Container {} is not running",
+                c.record.id
+            ))),
+        }
+    }
+
+    pub fn unpause(&self, what: &str) -> Result<()> {
+        let c = self.containers.lookup(what)?;
+        if c.state.status != Status::Paused {
+            return Err(Error::Conflict(format!(
+                "Container {} is not paused",
+                c.record.id
+            )));
+        }
+        self.set_paused(&c, false)
+    }
+
+    fn set_paused(&self, c: &Container, paused: bool) -> Result<()> {
+        let _lock = self.containers.lock(&c.record.id)?;
+        let cg = crate::cgroups_glue::ContainerCgroup::from_state(&c.state)?;
+        if paused {
+            cg.freeze()?
+        } else {
+            cg.thaw()?
+        }
+        let p = self.paths(&c.record.id);
+        let mut st = ContainerState::load(&p.state())?;
+        if st.is_running() {
+            st.status = if paused {
+                Status::Paused
+            } else {
+                Status::Running
+            };
+            st.save(&p.state())?;
+        }
+        Ok(())
+    }
+
+    /// `rm`: refuses a running container unless forced; `volumes` also removes its
+    /// anonymous volumes.
+    pub fn remove(&self, what: &str, force: bool, volumes: bool) -> Result<()> {
+        let c = self.containers.lookup(what)?;
+        if c.state.is_running() {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "You cannot remove a running container {}. Stop the container before attempting removal or force remove",
+                    c.record.id
+                )));
+            }
+            if c.state.status == Status::Paused {
+                let _ = self.set_paused(&c, false);
+            }
+            let monitor = MonitorHandle::open(&c.state);
+            let _ = send_signal(c.state.pid, Signal::SIGKILL);
+            if let Some(m) = monitor {
+                m.wait(Some(Duration::from_secs(30)));
+            }
+        }
+        let _lock = self.containers.lock(&c.record.id)?;
+        self.containers.delete(&c.record)?;
+        if volumes {
+            self.remove_anonymous_volumes(&c.record);
+        }
+        Ok(())
+    }
+
+    fn remove_anonymous_volumes(&self, r: &ContainerRecord) {
+        for m in r
+            .mounts
+            .iter()
+            .filter(|m| m.kind == "volume" && m.anonymous)
+        {
+            let _ = self.volumes.remove(&m.name, &[]);
+        }
+    }
+
+    /// Containers whose mounts use the named volume.
+    pub fn volume_users(&self, name: &str) -> Result<Vec<String>> {
+        Ok(self
+            .containers
+            .list()?
+            .into_iter()
+            .filter(|c| {
+                c.record
+                    .mounts
+                    .iter()
+                    .any(|m| m.kind == "volume" && m.name == name)
+            })
+            .map(|c| c.record.id)
+            .collect())
+    }
+}
+
+/// Called by the monitor after a `--rm` container exits (or fails to start).
+pub fn remove_after_exit(roots: &Roots, id: &str) -> Result<()> {
+    let e = Engine::open(roots.clone())?;
+    let c = e.containers.load(id)?;
+    let _lock = e.containers.lock(id)?;
+    e.containers.delete(&c.record)?;
+    e.remove_anonymous_volumes(&c.record);
+    Ok(())
+}
+
+fn validate_host_config(hc: &HostConfig) -> Result<()> {
+    if hc.memory != 0 && hc.memory < 6 * 1024 * 1024 {
+        return Err(Error::invalid("Minimum memory limit allowed is 6MB"));
+    }
+    if hc.memory_swap > 0 && hc.memory > 0 && hc.memory_swap < hc.memory {
+        return Err(Error::invalid(
+            "Minimum memoryswap limit should be larger than memory limit, see usage",
+        ));
+    }
+    if hc.nano_cpus < 0 {
+        return Err(Error::invalid(
+            "Range of CPUs is from 0.01 to the number of CPUs",
+        ));
+    }
+    for u in &hc.ulimits {
+        if !crate::spec::is_valid_ulimit(&u.name) {
+            return Err(Error::invalid(format!("invalid ulimit type: {}", u.name)));
+        }
+        if u.soft > u.hard {
+            return Err(Error::invalid(format!(
+                "ulimit soft limit must be less than or equal to hard limit: {} > {}",
+                u.soft, u.hard
+            )));
+        }
+    }
+    match hc.network_mode.as_str() {
+        "" | "none" | "host" | "default" | "bridge" => Ok(()),
+        other => Err(Error::invalid(format!(
+            "network mode {other:?} is not supported yet (none, host)"
+        ))),
+    }
+}
+
+fn log_options(hc: &HostConfig) -> Result<LogOptions> {
+    let max_size = match hc.log_config.config.get("max-size") {
+        Some(s) => crate::units::parse_size(s)?,
+        None => 0,
+    };
+    let max_file = match hc.log_config.config.get("max-file") {
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| Error::invalid(format!("invalid value for max-file: {s}")))?,
+        None => 1,
+    };
+    Ok(LogOptions { max_size, max_file })
+}
+
+fn write_etc_files(r: &ContainerRecord, p: &ContainerPaths) -> Result<()> {
+    let c = &r.config;
+    let hc = &r.host_config;
+    write_atomic(&p.hostname(), format!("{}\n", c.hostname).as_bytes())?;
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for h in &hc.extra_hosts {
+        // Docker accepts host:ip and host=ip.
+        let (name, ip) = h
+            .split_once('=')
+            .or_else(|| h.split_once(':'))
+            .ok_or_else(|| {
+                Error::invalid(format!("invalid argument \"{h}\" for \"--add-host\""))
+            })?;
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    write_atomic(&p.hosts(), hosts.as_bytes())?;
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    write_atomic(&p.resolv_conf(), resolv_conf(&host_resolv, hc).as_bytes())
+}
+
+/// The container's resolv.conf: the host's, minus loopback resolvers the container cannot
+/// reach from its own network namespace, with --dns/--dns-search/--dns-option applied.
+pub fn resolv_conf(host: &str, hc: &HostConfig) -> String {
+    let mut ns: Vec<String> = Vec::new();
+    let mut search: Vec<String> = Vec::new();
+    let mut options: Vec<String> = Vec::new();
+    for line in host.lines() {
+        let mut f = line.split_whitespace();
+        match f.next() {
+            Some("nameserver") => {
+                if let Some(a) = f.next()
+                    && (hc.network_mode == "host" || !(a.starts_with("127.") || a == "::1"))
+                {
+                    ns.push(a.to_string());
+                }
+            }
+            Some("search") | Some("domain") => search = f.map(str::to_string).collect(),
+            Some("options") => options = f.map(str::to_string).collect(),
+            _ => {}
+        }
+    }
+    if !hc.dns.is_empty() {
+        ns = hc.dns.clone();
+    }
+    if !hc.dns_search.is_empty() {
+        search = hc
+            .dns_search
+            .iter()
+            .filter(|s| *s != ".")
+            .cloned()
+            .collect();
+    }
+    if !hc.dns_options.is_empty() {
+        options = hc.dns_options.clone();
+    }
+    let mut out = String::new();
+    for n in ns {
+        out.push_str(&format!("nameserver {n}\n"));
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    if !options.is_empty() {
+        out.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    out
+}
+
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| Error::invalid(format!("Invalid signal: {s}")));
+    }
+    let up = t.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| Error::invalid(format!("Invalid signal: {s}")))
+}
+
+fn send_signal(pid: i32, sig: Signal) -> Result<()> {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
+        .map_err(|e| Error::io(format!("signal {sig} to {pid}"), e.into()))
+}
+
+/// A pidfd on a container's monitor: readable when the monitor exits, so waiting for a
+/// container's end needs no polling of the state file.
+struct MonitorHandle {
+    fd: OwnedFd,
+}
+
+impl MonitorHandle {
+    fn open(st: &ContainerState) -> Option<Self> {
+        if st.monitor_pid <= 0 {
+            return None;
+        }
+        // SAFETY: pidfd_open with a pid and no flags.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, st.monitor_pid, 0) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: the kernel returned a fresh fd we own.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        // Opened after reading the state: check the pid still names our monitor.
+        if !crate::state::monitor_alive(st.monitor_pid, st.monitor_start_time, &st.boot_id) {
+            return None;
+        }
+        Some(MonitorHandle { fd })
+    }
+
+    /// Waits for the monitor to exit; true if it did within `timeout`.
+    fn wait(&self, timeout: Option<Duration>) -> bool {
+        use std::os::fd::AsRawFd;
+        let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            // SAFETY: one valid pollfd.
+            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+            if rc < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return rc > 0;
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! The per-container monitor: a small process, detached from whoever started the
+//! container, that is the parent of the container's init. It creates the cgroup, clones
+//! the init, writes every byte of output to the log, serves attach clients, and records
+//! the exit (code, time, OOM) before cleaning up.
+
+use super::attach::{Decoder, FrameKind, encode};
+use super::init::{self, ChildStdio};
+use super::sync::{self, SyncMsg};
+use super::{AttachStreams, StartRequest};
+use crate::cgroups_glue::ContainerCgroup;
+use crate::error::{Error, Result};
+use crate::logs::{LogWriter, Stream};
+use crate::paths::ContainerPaths;
+use crate::state::{self, ContainerState, Status};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+
+/// The fd on which a freshly exec'd monitor finds its start channel.
+pub const START_FD: RawFd = 3;
+
+/// Entry point of `pelagos __monitor`. Never returns.
+pub fn main() -> ! {
+    // SAFETY: fd 3 was placed there by the starter and is ours from now on.
+    let start = unsafe { OwnedFd::from_raw_fd(START_FD) };
+    // Detach: the starter waits for this process; the real monitor is its child, which
+    // init (or the nearest subreaper) adopts once we exit.
+    // SAFETY: single-threaded at this point.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(_) => unsafe { libc::_exit(1) },
+    }
+    let _ = nix::unistd::setsid();
+    let code = match run(start) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    // SAFETY: leaving the monitor.
+    unsafe { libc::_exit(code) }
+}
+
+fn run(start: OwnedFd) -> Result<()> {
+    let (req, first_client) = match sync::recv(start.as_fd())? {
+        Some((SyncMsg::Start(req), fd)) => (*req, fd),
+        other => {
+            return Err(Error::Internal(format!(
+                "monitor: expected Start, got {other:?}"
+            )));
+        }
+    };
+    let paths = ContainerPaths::new(&req.roots, &req.id);
+    match launch(&req, &paths) {
+        Ok(launched) => {
+            let mut st = ContainerState::load(&paths.state()).unwrap_or_default();
+            st.status = Status::Running;
+            st.pid = launched.pid.as_raw();
+            st.started_at = state::now_rfc3339();
+            st.finished_at = state::ZERO_TIME.into();
+            st.exit_code = 0;
+            st.error.clear();
+            st.oom_killed = false;
+            st.monitor_pid = std::process::id() as i32;
+            st.monitor_start_time = state::process_start_time(st.monitor_pid).unwrap_or(0);
+            st.boot_id = state::boot_id();
+            st.cgroup = Some(launched.cgroup.paths());
+            st.save(&paths.state())?;
+            sync::send(
+                start.as_fd(),
+                &SyncMsg::Started {
+                    pid: launched.pid.as_raw(),
+                },
+                None,
+            )?;
+            drop(start);
+            supervise(&req, &paths, launched, first_client)
+        }
+        Err(e) => {
+            let (message, exit_code) = match &e {
+                Error::StartFailed { message, exit_code } => (message.clone(), *exit_code),
+                other => (other.to_string(), 128),
+            };
+            if let Ok(mut st) = ContainerState::load(&paths.state()) {
+                st.status = if st.started_at == state::ZERO_TIME {
+                    Status::Created
+                } else {
+                    Status::Exited
+                };
+                st.exit_code = exit_code;
+                st.error = message.clone();
+                st.pid = 0;
+                let _ = st.save(&paths.state());
+            }
+            let _ = sync::send(start.as_fd(), &SyncMsg::Failed { message, exit_code }, None);
+            if req.auto_remove {
+                let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.id);
+            }
+            Err(e)
+        }
+    }
+}
+
+struct Launched {
+    pid: Pid,
+    cgroup: ContainerCgroup,
+    sigfd: SignalFd,
+    /// Monitor-side ends: container stdin (write), stdout and stderr (read), or the pty.
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    pty: Option<OwnedFd>,
+}
+
+fn launch(req: &StartRequest, paths: &ContainerPaths) -> Result<Launched> {
+    // SIGCHLD arrives through a signalfd; the init unblocks it again before exec.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    mask.thread_block()
+        .map_err(|e| Error::io("block SIGCHLD", e.into()))?;
+    let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| Error::io("signalfd", e.into()))?;
+
+    let cgroup = ContainerCgroup::create(req)?;
+    let result = launch_in_cgroup(req, paths, &cgroup, sigfd);
+    if result.is_err() {
+        let _ = cgroup.destroy();
+    }
+    result.map(|(pid, sigfd, stdin, stdout, stderr, pty)| Launched {
+        pid,
+        cgroup,
+        sigfd,
+        stdin,
+        stdout,
+        stderr,
+        pty,
+    })
+}
+
+type LaunchParts = (
+    Pid,
+    SignalFd,
+    Option<OwnedFd>,
+    Option<OwnedFd>,
+    Option<OwnedFd>,
+    Option<OwnedFd>,
+);
+
+fn launch_in_cgroup(
+    req: &StartRequest,
+    _paths: &ContainerPaths,
+    cgroup: &ContainerCgroup,
+    sigfd: SignalFd,
+) -> Result<LaunchParts> {
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))
+    };
+    let (mut child_io, mut ours_in, mut ours_out, mut ours_err) = (
+        ChildStdio {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        },
+        None,
+        None,
+        None,
+    );
+    if !req.tty {
+        let (r, w) = pipe()?;
+        child_io.stdout = Some(w);
+        ours_out = Some(r);
+        let (r, w) = pipe()?;
+        child_io.stderr = Some(w);
+        ours_err = Some(r);
+        if req.open_stdin {
+            let (r, w) = pipe()?;
+            child_io.stdin = Some(r);
+            ours_in = Some(w);
+        }
+    }
+    let (parent_sock, child_sock) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::io("socketpair", e.into()))?;
+
+    let flags = init::clone_flags(&req.spec);
+    // SAFETY: the monitor is single-threaded, so a fork-like clone is safe; the child
+    // only runs init::run, which never returns.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() as libc::c_long) | libc::SIGCHLD as libc::c_long,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if rc < 0 {
+        return Err(Error::io("clone", std::io::Error::last_os_error()));
+    }
+    if rc == 0 {
+        drop(parent_sock);
+        drop(ours_in);
+        drop(ours_out);
+        drop(ours_err);
+        drop(sigfd);
+        reset_signals();
+        init::run(req, child_sock, child_io)
+    }
+    let pid = Pid::from_raw(rc as i32);
+    drop(child_sock);
+    drop(child_io);
+    let fail = |e: Error| -> Error {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        let _ = waitpid(pid, None);
+        e
+    };
+    cgroup.add_process(pid.as_raw()).map_err(fail)?;
+    sync::send(parent_sock.as_fd(), &SyncMsg::CgroupJoined, None).map_err(fail)?;
+    let mut pty = None;
+    loop {
+        match sync::recv(parent_sock.as_fd()).map_err(fail)? {
+            None => break,
+            Some((SyncMsg::PtyMaster, fd)) => pty = fd,
+            Some((SyncMsg::ExecFailed { message, exit_code }, _)) => {
+                let _ = waitpid(pid, None);
+                return Err(Error::StartFailed { message, exit_code });
+            }
+            Some((other, _)) => {
+                return Err(fail(Error::Internal(format!("sync: unexpected {other:?}"))));
+            }
+        }
+    }
+    // EOF without a failure report: execve succeeded, unless the init died first.
+    if let Ok(WaitStatus::Exited(_, _) | WaitStatus::Signaled(..)) = waitpid(
+        pid,
+        Some(WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::__WALL),
+    ) {
+        // It exited already (a fast `true`): still a successful start; supervise reaps it.
+    }
+    Ok((pid, sigfd, ours_in, ours_out, ours_err, pty))
+}
+
+/// The init must start with default signal dispositions and nothing blocked: the Rust
+/// runtime ignores SIGPIPE and we block SIGCHLD, and both would leak across execve.
+fn reset_signals() {
+    for s in Signal::iterator() {
+        if s != Signal::SIGKILL && s != Signal::SIGSTOP {
+            // SAFETY: restoring default dispositions in a single-threaded child.
+            unsafe {
+                let _ = nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl);
+            }
+        }
+    }
+    let _ = SigSet::all().thread_unblock();
+}
+
+struct Client {
+    stream: UnixStream,
+    decoder: Decoder,
+    streams: Option<AttachStreams>,
+}
+
+fn supervise(
+    req: &StartRequest,
+    paths: &ContainerPaths,
+    l: Launched,
+    first_client: Option<OwnedFd>,
+) -> Result<()> {
+    let mut log = LogWriter::open(&paths.log_file(), req.log.max_size, req.log.max_file)?;
+    let sock_path = paths.attach_socket();
+    let _ = std::fs::remove_file(&sock_path);
+    let listener = UnixListener::bind(&sock_path).ok();
+    if let Some(l) = &listener {
+        let _ = l.set_nonblocking(true);
+    }
+    let mut clients: Vec<Client> = Vec::new();
+    if let Some(fd) = first_client {
+        let stream = UnixStream::from(fd);
+        clients.push(Client {
+            stream,
+            decoder: Decoder::default(),
+            streams: Some(req.initial_attach.unwrap_or_default()),
+        });
+    }
+    let mut stdin = l.stdin;
+    let mut out = l.pty.or(l.stdout);
+    let mut err = l.stderr;
+    let mut exit: Option<i32> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut exit_deadline: Option<std::time::Instant> = None;
+
+    loop {
+        if exit.is_some() && out.is_none() && err.is_none() {
+            break;
+        }
+        if let Some(d) = exit_deadline
+            && std::time::Instant::now() >= d
+        {
+            break;
+        }
+        // Slot layout: 0 sigfd, 1 out, 2 err, 3 listener, 4.. clients. Absent fds are -1,
+        // which poll(2) skips, so slot numbers stay fixed.
+        let raw = |f: Option<&OwnedFd>| f.map_or(-1, |f| f.as_raw_fd());
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(4 + clients.len());
+        for fd in [
+            l.sigfd.as_raw_fd(),
+            raw(out.as_ref()),
+            raw(err.as_ref()),
+            listener.as_ref().map_or(-1, |s| s.as_raw_fd()),
+        ]
+        .into_iter()
+        .chain(clients.iter().map(|c| c.stream.as_raw_fd()))
+        {
+            fds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let timeout_ms = if exit.is_some() { 100 } else { -1 };
+        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::io("poll", e));
+        }
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|f| f.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+            .collect();
+
+        if ready[0] {
+            while let Ok(Some(_)) = l.sigfd.read_signal() {}
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(p, code)) if p == l.pid => exit = Some(code),
+                    Ok(WaitStatus::Signaled(p, s, _)) if p == l.pid => exit = Some(128 + s as i32),
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+            if exit.is_some() && exit_deadline.is_none() {
+                // Output still in the pipes is drained; anything holding them open past
+                // this (impossible with a PID namespace) cannot stall the exit forever.
+                exit_deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs(2));
+            }
+        }
+        for (slot, stream) in [(1usize, Stream::Stdout), (2, Stream::Stderr)] {
+            if !ready[slot] {
+                continue;
+            }
+            let fd = if slot == 1 { &mut out } else { &mut err };
+            let Some(f) = fd.as_ref() else { continue };
+            match nix::unistd::read(f, &mut buf) {
+                Ok(0) | Err(nix::Error::EIO) => *fd = None,
+                Ok(n) => {
+                    let chunk = &buf[..n];
+                    log.write_chunk(stream, chunk)?;
+                    let frame = encode(
+                        if stream == Stream::Stdout {
+                            FrameKind::Stdout
+                        } else {
+                            FrameKind::Stderr
+                        },
+                        chunk,
+                    );
+                    clients.retain_mut(|c| {
+                        let wants = c.streams.is_some_and(|s| {
+                            if stream == Stream::Stdout {
+                                s.stdout
+                            } else {
+                                s.stderr
+                            }
+                        });
+                        !wants || c.stream.write_all(&frame).is_ok()
+                    });
+                }
+                Err(nix::Error::EINTR | nix::Error::EAGAIN) => {}
+                Err(_) => *fd = None,
+            }
+        }
+        log.flush()?;
+        if ready[3]
+            && let Some(lst) = &listener
+        {
+            while let Ok((s, _)) = lst.accept() {
+                let _ = s.set_write_timeout(Some(std::time::Duration::from_secs(10)));
+                clients.push(Client {
+                    stream: s,
+                    decoder: Decoder::default(),
+                    streams: None,
+                });
+            }
+        }
+        let mut i = clients.len();
+        while i > 0 {
+            i -= 1;
+            if !ready.get(4 + i).copied().unwrap_or(false) {
+                continue;
+            }
+            let keep = serve_client(req, &mut clients[i], &mut stdin, out.as_ref(), &mut buf);
+            if !keep {
+                let c = clients.remove(i);
+                if c.streams.is_some_and(|s| s.stdin) && req.stdin_once {
+                    stdin = None;
+                }
+            }
+        }
+    }
+    log.flush()?;
+    let code = exit.unwrap_or(137);
+    finish(req, paths, &l.cgroup, code, &mut clients);
+    Ok(())
+}
+
+/// Handles input from one attach client. Returns false when the client is gone.
+fn serve_client(
+    req: &StartRequest,
+    c: &mut Client,
+    stdin: &mut Option<OwnedFd>,
+    pty: Option<&OwnedFd>,
+    buf: &mut [u8],
+) -> bool {
+    let n = match c.stream.read(buf) {
+        Ok(0) | Err(_) => return false,
+        Ok(n) => n,
+    };
+    c.decoder.push(&buf[..n]);
+    loop {
+        match c.decoder.next_frame() {
+            Ok(Some((FrameKind::Hello, p))) => {
+                c.streams = Some(serde_json::from_slice(&p).unwrap_or(AttachStreams {
+                    stdin: false,
+                    stdout: true,
+                    stderr: true,
+                }));
+            }
+            Ok(Some((FrameKind::Stdin, p))) => {
+                if c.streams.is_some_and(|s| s.stdin) {
+                    let target = if req.tty { pty } else { stdin.as_ref() };
+                    if let Some(fd) = target {
+                        let _ = write_all_fd(fd.as_fd(), &p);
+                    }
+                }
+            }
+            Ok(Some((FrameKind::StdinClose, _))) => {
+                if c.streams.is_some_and(|s| s.stdin) && !req.tty {
+                    *stdin = None;
+                }
+            }
+            Ok(Some((FrameKind::Resize, p))) if p.len() == 4 => {
+                if let Some(m) = pty {
+                    let ws = libc::winsize {
+                        ws_row: u16::from_be_bytes([p[0], p[1]]),
+                        ws_col: u16::from_be_bytes([p[2], p[3]]),
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    // SAFETY: TIOCSWINSZ on our pty master with a valid struct.
+                    unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn finish(
+    req: &StartRequest,
+    paths: &ContainerPaths,
+    cgroup: &ContainerCgroup,
+    code: i32,
+    clients: &mut Vec<Client>,
+) {
+    let oom = cgroup.oom_killed();
+    let _ = cgroup.destroy();
+    if let Ok(mut st) = ContainerState::load(&paths.state()) {
+        st.status = Status::Exited;
+        st.exit_code = code;
+        st.oom_killed = oom;
+        st.pid = 0;
+        st.finished_at = state::now_rfc3339();
+        let _ = st.save(&paths.state());
+    }
+    let _ = std::fs::remove_file(paths.attach_socket());
+    let frame = encode(FrameKind::Exit, &code.to_be_bytes());
+    for c in clients.iter_mut() {
+        let _ = c.stream.write_all(&frame);
+    }
+    clients.clear();
+    if req.auto_remove {
+        let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.id);
+    }
+}

@@ -1,0 +1,73 @@
+//! The starter's side of launching a monitor: exec a fresh `pelagos __monitor` (so the
+//! monitor is small and never a fork of a multi-threaded daemon), hand it the request on
+//! the start channel (S1) and wait for its verdict (S2).
+
+use super::StartRequest;
+use super::sync::{self, SyncMsg};
+use crate::error::{Error, Result};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The argument that turns the pelagos binary into a monitor.
+pub const MONITOR_ARG: &str = "__monitor";
+
+/// The binary to exec as monitor: `PELAGOS_MONITOR_EXE` (tests), else ourselves.
+pub fn monitor_exe() -> PathBuf {
+    std::env::var_os("PELAGOS_MONITOR_EXE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+}
+
+/// Starts the container described by `req`. Returns the container init's host PID once it
+/// has exec'd the command, or the start failure (command not found, ...).
+pub fn start(req: &StartRequest, first_client: Option<OwnedFd>) -> Result<i32> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::io("socketpair", e.into()))?;
+    let theirs_raw = theirs.as_raw_fd();
+    let mut cmd = Command::new(monitor_exe());
+    cmd.arg(MONITOR_ARG)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only dup2 (async-signal-safe) between fork and exec; dup2 clears CLOEXEC on
+    // the new fd 3, which is where the monitor expects its start channel.
+    unsafe {
+        cmd.pre_exec(move || {
+            let target = super::monitor::START_FD;
+            if theirs_raw == target {
+                if libc::fcntl(target, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(theirs_raw, target) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| Error::io("spawn monitor", e))?;
+    drop(theirs);
+    // The exec'd process forks the real monitor and exits at once.
+    let _ = child.wait();
+    sync::send(
+        ours.as_fd(),
+        &SyncMsg::Start(Box::new(req.clone())),
+        first_client.as_ref().map(|f| f.as_raw_fd()),
+    )?;
+    drop(first_client);
+    match sync::recv(ours.as_fd())? {
+        Some((SyncMsg::Started { pid }, _)) => Ok(pid),
+        Some((SyncMsg::Failed { message, exit_code }, _)) => {
+            Err(Error::StartFailed { message, exit_code })
+        }
+        Some((other, _)) => Err(Error::Internal(format!("monitor sent {other:?}"))),
+        None => Err(Error::Internal("monitor died during start".into())),
+    }
+}

@@ -1,0 +1,109 @@
+//! The numbered sync protocol spoken over socketpairs while a container starts.
+//!
+//! Starter (CLI or daemon helper) <-> monitor, on the "start" channel:
+//!   S1 starter -> monitor  `Start(StartRequest)` [+ fd: the first attach client, optional]
+//!   S2 monitor -> starter  `Started { pid }` | `Failed { message, exit_code }`
+//! Monitor <-> container init, on the "init" channel (the socket is CLOEXEC in the init):
+//!   I1 monitor -> init     `CgroupJoined`: the init is in its cgroup, may unshare cgroupns
+//!   I2 init -> monitor     `PtyMaster` [+ fd: the pty master], only with a TTY
+//!   I3 init -> monitor     `ExecFailed { .. }`; or EOF, which means execve succeeded
+//!
+//! Frames are a 4-byte little-endian length and a JSON body; file descriptors travel as
+//! SCM_RIGHTS on the same sendmsg as their frame.
+
+use crate::error::{Error, Result};
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use serde::{Deserialize, Serialize};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SyncMsg {
+    Start(Box<super::StartRequest>),
+    Started { pid: i32 },
+    Failed { message: String, exit_code: i32 },
+    CgroupJoined,
+    PtyMaster,
+    ExecFailed { message: String, exit_code: i32 },
+}
+
+const MAX_FRAME: usize = 16 << 20;
+
+pub fn send(sock: BorrowedFd<'_>, msg: &SyncMsg, fd: Option<RawFd>) -> Result<()> {
+    let body = serde_json::to_vec(msg).map_err(|e| Error::Internal(e.to_string()))?;
+    let len = (body.len() as u32).to_le_bytes();
+    let iov = [IoSlice::new(&len), IoSlice::new(&body)];
+    let fds;
+    let cmsgs: Vec<ControlMessage> = match fd {
+        Some(f) => {
+            fds = [f];
+            vec![ControlMessage::ScmRights(&fds)]
+        }
+        None => vec![],
+    };
+    let mut sent = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+        .map_err(|e| Error::io("sync: send", e.into()))?;
+    // A stream socket may take a large frame in pieces; the fd went with the first piece.
+    let total = 4 + body.len();
+    while sent < total {
+        let rest: Vec<u8> = len.iter().chain(body.iter()).skip(sent).copied().collect();
+        let n = nix::sys::socket::send(sock.as_raw_fd(), &rest, MsgFlags::MSG_NOSIGNAL)
+            .map_err(|e| Error::io("sync: send", e.into()))?;
+        sent += n;
+    }
+    Ok(())
+}
+
+/// Receives one frame. `Ok(None)` means the peer closed the channel (EOF).
+pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<(SyncMsg, Option<OwnedFd>)>> {
+    let mut len = [0u8; 4];
+    let mut got_fd: Option<OwnedFd> = None;
+    let mut have = 0usize;
+    while have < 4 {
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut len[have..])];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| Error::io("sync: receive", e.into()))?;
+        let n = msg.bytes;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    for f in fds {
+                        // SAFETY: the kernel just gave us this fd; we own it now.
+                        let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                        got_fd.get_or_insert(owned);
+                    }
+                }
+            }
+        }
+        if n == 0 {
+            if have == 0 {
+                return Ok(None);
+            }
+            return Err(Error::Internal("sync: truncated frame".into()));
+        }
+        have += n;
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(Error::Internal(format!("sync: frame of {n} bytes")));
+    }
+    let mut body = vec![0u8; n];
+    let mut off = 0;
+    while off < n {
+        let r = nix::unistd::read(sock, &mut body[off..])
+            .map_err(|e| Error::io("sync: receive", e.into()))?;
+        if r == 0 {
+            return Err(Error::Internal("sync: truncated frame".into()));
+        }
+        off += r;
+    }
+    let msg = serde_json::from_slice(&body)
+        .map_err(|e| Error::Internal(format!("sync: bad frame: {e}")))?;
+    Ok(Some((msg, got_fd)))
+}

@@ -1,0 +1,255 @@
+//! The on-disk set of containers: records, names, lookup by name / ID / unique ID prefix.
+//!
+//! Names are reserved with a symlink `names/<name> -> <id>`: symlink(2) either creates it or
+//! fails with EEXIST, so two concurrent creates can never both get a name, without a global lock.
+
+use crate::error::{Error, Result};
+use crate::fsutil::{FileLock, read_json, remove_dir_all_if_exists, write_json_atomic};
+use crate::ids;
+use crate::model::ContainerRecord;
+use crate::paths::{ContainerPaths, Roots};
+use crate::state::ContainerState;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct ContainerStore {
+    roots: Roots,
+}
+
+/// A container as listed: its record plus its reconciled state.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub record: ContainerRecord,
+    pub state: ContainerState,
+}
+
+impl ContainerStore {
+    pub fn open(roots: &Roots) -> Result<Self> {
+        for d in [
+            roots.containers_dir(),
+            roots.names_dir(),
+            roots.run.join("containers"),
+        ] {
+            fs::create_dir_all(&d).map_err(|e| Error::path(&d, e))?;
+        }
+        Ok(ContainerStore {
+            roots: roots.clone(),
+        })
+    }
+
+    pub fn roots(&self) -> &Roots {
+        &self.roots
+    }
+
+    pub fn paths(&self, id: &str) -> ContainerPaths {
+        ContainerPaths::new(&self.roots, id)
+    }
+
+    /// Reserves `name` for `id`. Fails with Docker's conflict message if taken.
+    pub fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+        let link = self.roots.names_dir().join(name);
+        match std::os::unix::fs::symlink(id, &link) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let owner = fs::read_link(&link)
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                // A name whose container directory is gone is stale (crash mid-removal).
+                if !owner.is_empty() && !self.roots.container_dir(&owner).exists() {
+                    let _ = fs::remove_file(&link);
+                    return self.reserve_name(name, id);
+                }
+                Err(Error::Conflict(format!(
+                    "The container name \"/{name}\" is already in use by container \"{owner}\". \
+                     You have to remove (or rename) that container to be able to reuse that name."
+                )))
+            }
+            Err(e) => Err(Error::path(link, e)),
+        }
+    }
+
+    pub fn release_name(&self, name: &str, id: &str) {
+        let link = self.roots.names_dir().join(name);
+        if fs::read_link(&link).is_ok_and(|p| p.as_os_str() == id) {
+            let _ = fs::remove_file(link);
+        }
+    }
+
+    /// Picks a free generated name and reserves it.
+    pub fn reserve_random_name(&self, id: &str) -> Result<String> {
+        for attempt in 0..64 {
+            let mut name = ids::random_name();
+            if attempt > 8 {
+                name = format!("{name}{attempt}");
+            }
+            match self.reserve_name(&name, id) {
+                Ok(()) => return Ok(name),
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Internal(
+            "could not find a free container name".into(),
+        ))
+    }
+
+    /// Writes a new container's record and initial state. The name must already be reserved.
+    pub fn insert(&self, record: &ContainerRecord) -> Result<()> {
+        let p = self.paths(&record.id);
+        fs::create_dir(&p.dir).map_err(|e| Error::path(&p.dir, e))?;
+        let res = (|| {
+            write_json_atomic(&p.record(), record)?;
+            ContainerState::default().save(&p.state())
+        })();
+        if res.is_err() {
+            let _ = remove_dir_all_if_exists(&p.dir);
+        }
+        res
+    }
+
+    pub fn save_record(&self, record: &ContainerRecord) -> Result<()> {
+        write_json_atomic(&self.paths(&record.id).record(), record)
+    }
+
+    pub fn load(&self, id: &str) -> Result<Container> {
+        let p = self.paths(id);
+        let record: ContainerRecord = match read_json(&p.record()) {
+            Ok(r) => r,
+            Err(Error::Path { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NoSuchContainer(id.to_string()));
+            }
+            Err(e) => return Err(e),
+        };
+        let state = match ContainerState::load(&p.state()) {
+            Ok(s) => s.reconciled(),
+            Err(Error::Path { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NoSuchContainer(id.to_string()));
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Container { record, state })
+    }
+
+    pub fn ids(&self) -> Result<Vec<String>> {
+        let dir = self.roots.containers_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(|e| Error::path(&dir, e))? {
+            let entry = entry.map_err(|e| Error::path(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if ids::is_full_id(&name) {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every container, newest first (Docker's `ps` order). Containers removed while we
+    /// list are skipped.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        for id in self.ids()? {
+            match self.load(&id) {
+                Ok(c) => out.push(c),
+                Err(Error::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| b.record.created.cmp(&a.record.created));
+        Ok(out)
+    }
+
+    /// Resolves a name, full ID or unique ID prefix to a full ID, as Docker does: exact ID
+    /// first, then exact name, then ID prefix (ambiguous prefix is an error).
+    pub fn resolve(&self, what: &str) -> Result<String> {
+        let what = what.strip_prefix('/').unwrap_or(what);
+        if what.is_empty() {
+            return Err(Error::NoSuchContainer(what.to_string()));
+        }
+        if ids::is_full_id(what)
+            && self
+                .roots
+                .container_dir(what)
+                .join("container.json")
+                .exists()
+        {
+            return Ok(what.to_string());
+        }
+        if !what.contains('/')
+            && let Ok(target) = fs::read_link(self.roots.names_dir().join(what))
+        {
+            let id = target.to_string_lossy().into_owned();
+            if self.roots.container_dir(&id).exists() {
+                return Ok(id);
+            }
+        }
+        if what.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let mut found: Option<String> = None;
+            for id in self.ids()? {
+                if id.starts_with(what) {
+                    if found.is_some() {
+                        return Err(Error::invalid(format!(
+                            "multiple IDs found with provided prefix: {what}"
+                        )));
+                    }
+                    found = Some(id);
+                }
+            }
+            if let Some(id) = found {
+                return Ok(id);
+            }
+        }
+        Err(Error::NoSuchContainer(what.to_string()))
+    }
+
+    pub fn lookup(&self, what: &str) -> Result<Container> {
+        let id = self.resolve(what)?;
+        self.load(&id)
+    }
+
+    /// Takes the container's lock (start/stop/remove transitions serialise on it).
+    pub fn lock(&self, id: &str) -> Result<FileLock> {
+        let p = self.paths(id);
+        if !p.dir.exists() {
+            return Err(Error::NoSuchContainer(id.to_string()));
+        }
+        FileLock::exclusive(&p.lock())
+    }
+
+    /// Deletes the container's files and name. The caller has checked it is not running.
+    pub fn delete(&self, record: &ContainerRecord) -> Result<()> {
+        let p = self.paths(&record.id);
+        self.release_name(&record.name, &record.id);
+        remove_dir_all_if_exists(&p.run_dir)?;
+        // Rename first so a half-deleted directory never looks like a container.
+        let doomed: PathBuf = self
+            .roots
+            .containers_dir()
+            .join(format!(".removing-{}", record.id));
+        match fs::rename(&p.dir, &doomed) {
+            Ok(()) => remove_dir_all_if_exists(&doomed),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::path(&p.dir, e)),
+        }
+    }
+
+    pub fn rename(&self, id: &str, new_name: &str) -> Result<()> {
+        let _lock = self.lock(id)?;
+        let mut c = self.load(id)?;
+        let new_name = ids::validate_name(new_name)?.to_string();
+        if c.record.name == new_name {
+            return Err(Error::invalid(
+                "Renaming a container with the same name as its current name".to_string(),
+            ));
+        }
+        self.reserve_name(&new_name, id)?;
+        let old = std::mem::replace(&mut c.record.name, new_name.clone());
+        if let Err(e) = self.save_record(&c.record) {
+            self.release_name(&new_name, id);
+            return Err(e);
+        }
+        self.release_name(&old, id);
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! One function per command; each translates flags into engine/registry calls.
+
+mod container;
+mod exec;
+mod images;
+mod logs;
+mod ps;
+mod stats;
+mod volumes;
+
+use crate::cli::{Cli, Command, ContainerCommand, ImageCommand};
+use crate::errors::CliResult;
+use engine::{Engine, Roots};
+
+/// What every command needs: the engine and the image store on the chosen roots.
+pub struct Ctx {
+    pub roots: Roots,
+}
+
+impl Ctx {
+    pub fn engine(&self) -> CliResult<Engine> {
+        Ok(Engine::open(self.roots.clone())?)
+    }
+    pub fn images(&self) -> CliResult<registry::ImageStore> {
+        Ok(registry::ImageStore::open(&self.roots.data)?)
+    }
+}
+
+/// Runs the command; returns the process exit code.
+pub fn dispatch(cli: Cli) -> CliResult<i32> {
+    let ctx = Ctx {
+        roots: Roots::new(cli.data_root, cli.run_root),
+    };
+    match cli.command {
+        Command::Run(a) => container::run(&ctx, a),
+        Command::Create(a) => container::create(&ctx, a),
+        Command::Start(a) => container::start(&ctx, a),
+        Command::Stop(a) => container::stop(&ctx, a, false),
+        Command::Restart(a) => container::stop(&ctx, a, true),
+        Command::Kill(a) => container::kill(&ctx, a),
+        Command::Pause(t) => container::each(&ctx, &t.containers, |e, c| e.pause(c)),
+        Command::Unpause(t) => container::each(&ctx, &t.containers, |e, c| e.unpause(c)),
+        Command::Rm(a) => container::rm(&ctx, a),
+        Command::Wait(t) => container::wait(&ctx, t),
+        Command::Rename {
+            container,
+            new_name,
+        } => {
+            let e = ctx.engine()?;
+            let id = e.containers.resolve(&container)?;
+            e.containers.rename(&id, &new_name)?;
+            Ok(0)
+        }
+        Command::Ps(a) => ps::ps(&ctx, a),
+        Command::Inspect(a) => container::inspect(&ctx, a),
+        Command::Logs(a) => logs::logs(&ctx, a),
+        Command::Exec(a) => exec::exec(&ctx, a),
+        Command::Top { container } => stats::top(&ctx, &container),
+        Command::Stats(a) => stats::stats(&ctx, a),
+        Command::Container(c) => match c {
+            ContainerCommand::Prune(a) => container::prune(&ctx, a),
+            ContainerCommand::Ls(a) => ps::ps(&ctx, a),
+            ContainerCommand::Inspect(a) => container::inspect(&ctx, a),
+        },
+        Command::Load(a) => images::load(&ctx, a),
+        Command::Images(a) => images::images(&ctx, a),
+        Command::Tag { source, target } => images::tag(&ctx, &source, &target),
+        Command::Rmi(a) => images::rmi(&ctx, a),
+        Command::Image(c) => match c {
+            ImageCommand::Inspect(a) => images::inspect(&ctx, a),
+            ImageCommand::Ls(a) => images::images(&ctx, a),
+            ImageCommand::Rm(a) => images::rmi(&ctx, a),
+            ImageCommand::Load(a) => images::load(&ctx, a),
+            ImageCommand::Tag { source, target } => images::tag(&ctx, &source, &target),
+        },
+        Command::Volume(v) => volumes::volume(&ctx, v),
+    }
+}
