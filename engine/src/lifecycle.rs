@@ -243,6 +243,9 @@ impl Engine {
             r.host_config.privileged,
         )
         .map_err(|e| Error::invalid(e.to_string()))?;
+        // A container cannot hold what the engine itself lacks (a sandboxed engine may be
+        // missing e.g. CAP_SYS_RESOURCE): keep only capabilities in our bounding set.
+        let caps = within_own_bounding_set(caps);
         let seccomp = crate::security::seccomp_for(r, &caps)?;
         let bpf = match &seccomp {
             Some(s) => Some(crate::security::compiled_filter(
@@ -462,6 +465,19 @@ pub fn remove_after_exit(roots: &Roots, id: &str) -> Result<()> {
     e.containers.delete(&c.record)?;
     e.remove_anonymous_volumes(&c.record);
     Ok(())
+}
+
+fn within_own_bounding_set(caps: Vec<String>) -> Vec<String> {
+    let Ok(own) = caps::read(None, caps::CapSet::Bounding) else {
+        return caps;
+    };
+    caps.into_iter()
+        .filter(|name| {
+            name.parse::<caps::Capability>()
+                .map(|c| own.contains(&c))
+                .unwrap_or(true)
+        })
+        .collect()
 }
 
 fn validate_host_config(hc: &HostConfig) -> Result<()> {

@@ -182,11 +182,18 @@ pub fn start(engine: &Engine, what: &str, opts: &ExecOptions) -> Result<ExecProc
     )
     .map_err(|e| Error::io("socketpair", e.into()))?;
 
-    // Our future children are born in the container's PID namespace; we stay where we are.
+    // Our next child is born in the container's PID namespace; we stay where we are, and
+    // switch back right after the fork (threads cannot be created while they differ).
+    let own_pidns =
+        File::open("/proc/self/ns/pid").map_err(|e| Error::io("open own pid namespace", e))?;
     nix::sched::setns(pidns.as_fd(), CloneFlags::CLONE_NEWPID)
         .map_err(|e| Error::io("join pid namespace", e.into()))?;
     // SAFETY: the caller is single-threaded; the child only runs `child_main`.
-    match unsafe { nix::unistd::fork() }.map_err(|e| Error::io("fork", e.into()))? {
+    let forked = unsafe { nix::unistd::fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        let _ = nix::sched::setns(own_pidns.as_fd(), CloneFlags::CLONE_NEWPID);
+    }
+    match forked.map_err(|e| Error::io("fork", e.into()))? {
         ForkResult::Child => {
             drop(ours);
             let err = match child_main(&plan, cgroup.as_ref(), ns_files, &theirs, opts, null) {
