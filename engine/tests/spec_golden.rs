@@ -36,7 +36,10 @@ fn check(name: &str, record: &ContainerRecord, user: &ResolvedUser, caps: &[Stri
         std::fs::write(&path, &got).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(got, want, "golden {name} differs; rerun with UPDATE_GOLDEN=1 if intended");
+    assert_eq!(
+        got, want,
+        "golden {name} differs; rerun with UPDATE_GOLDEN=1 if intended"
+    );
 }
 
 fn default_caps() -> Vec<String> {

@@ -249,6 +249,55 @@ fn launch_in_cgroup(
     Ok((pid, sigfd, ours_in, ours_out, ours_err, pty))
 }
 
+/// Drops what starting the container touched but supervising never needs again: freed heap
+/// goes back to the kernel, and the file-backed pages of the binary and libraries (JSON
+/// parsing, spec handling, ...) leave our RSS. They stay in the page cache and fault back
+/// in for free if ever used again. This keeps a long-lived monitor near its loop's size.
+fn shed_startup_memory() {
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let mut seen_text: Vec<&str> = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms), Some(_off), Some(_dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        // Private executable text always equals the file, and so do the read-only
+        // segments mapped before it (headers, .rodata, .eh_frame). Read-only segments after
+        // the text may be RELRO, relocated in memory and then sealed: never drop those.
+        if inode == "0" {
+            continue;
+        }
+        let text_seen = seen_text.contains(&inode);
+        match perms {
+            "r-xp" => {
+                seen_text.push(inode);
+            }
+            "r--p" if !text_seen => {}
+            _ => continue,
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        else {
+            continue;
+        };
+        // SAFETY: advising the kernel about our own read-only file mappings; their content
+        // is re-read from the file on the next access.
+        // MADV_RANDOM turns off fault-around, so a later touch maps one page, not 16.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_RANDOM);
+        }
+    }
+}
+
 /// The init must start with default signal dispositions and nothing blocked: the Rust
 /// runtime ignores SIGPIPE and we block SIGCHLD, and both would leak across execve.
 fn reset_signals() {
@@ -297,6 +346,7 @@ fn supervise(
     let mut exit: Option<i32> = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut exit_deadline: Option<std::time::Instant> = None;
+    shed_startup_memory();
 
     loop {
         if exit.is_some() && out.is_none() && err.is_none() {
