@@ -143,6 +143,7 @@ fn hybrid_unified_placement() -> Option<Placement> {
 }
 
 #[test]
+#[ignore = "writes the host cgroup2 root's subtree_control and leaves /pelagos there on a hybrid host; run by hand on a throwaway machine"]
 fn v2_manager_on_real_cgroup2_mount() {
     let Some(p) = hybrid_unified_placement() else {
         eprintln!("skipping: needs root and a hybrid cgroup2 mount");

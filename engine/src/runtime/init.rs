@@ -52,16 +52,9 @@ pub fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
         .is_some_and(|ns| ns.iter().any(|n| n.typ() == t && n.path().is_none()))
 }
 
-/// What `setup` hands to the exec step.
-struct Prepared {
-    argv: Vec<CString>,
-    envp: Vec<CString>,
-    path: CString,
-}
-
-fn setup(req: &StartRequest, sock: BorrowedFd<'_>, stdio: ChildStdio) -> Result<Prepared> {
-    let spec = &req.spec;
-    // I1: wait until the monitor has put us in our cgroup.
+/// I1: waits until the monitor has put us in our cgroup, then makes that cgroup the root
+/// of our own cgroup namespace.
+fn join_cgroup_namespace(spec: &Spec, sock: BorrowedFd<'_>) -> Result<()> {
     match sync::recv(sock)? {
         Some((SyncMsg::CgroupJoined, _)) => {}
         other => {
@@ -73,6 +66,25 @@ fn setup(req: &StartRequest, sock: BorrowedFd<'_>, stdio: ChildStdio) -> Result<
     if has_namespace(spec, LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| Error::io("unshare cgroup namespace", e.into()))?;
+    }
+    Ok(())
+}
+
+/// What `setup` hands to the exec step.
+struct Prepared {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    path: CString,
+}
+
+fn setup(req: &StartRequest, sock: BorrowedFd<'_>, stdio: ChildStdio) -> Result<Prepared> {
+    let spec = &req.spec;
+    // A cgroup v2 mount inside the container needs our cgroup namespace first; on v1 hosts
+    // nothing we mount depends on it, so the mounts below run while the monitor moves us
+    // into the cgroup (on v1 that migration waits for an RCU grace period: milliseconds).
+    let early_cgroup = rootfs::host_is_cgroup2();
+    if early_cgroup {
+        join_cgroup_namespace(spec, sock)?;
     }
     if let Some(ns) = &req.netns_path {
         let f = std::fs::File::open(ns).map_err(|e| Error::path(ns, e))?;
@@ -134,6 +146,9 @@ fn setup(req: &StartRequest, sock: BorrowedFd<'_>, stdio: ChildStdio) -> Result<
     }
     drop(stdio);
 
+    if !early_cgroup {
+        join_cgroup_namespace(spec, sock)?;
+    }
     rootfs::pivot_root(&rootfs_path)?;
     let linux = spec.linux().as_ref();
     if let Some(sysctls) = linux.and_then(|l| l.sysctl().as_ref()) {

@@ -223,29 +223,34 @@ fn launch_in_cgroup(
         let _ = waitpid(pid, None);
         e
     };
-    cgroup.add_process(pid.as_raw()).map_err(fail)?;
-    sync::send(parent_sock.as_fd(), &SyncMsg::CgroupJoined, None).map_err(fail)?;
+    // The init may already have failed and reported why (its socket then holds the
+    // message); if we cannot place it, kill it and still prefer its own report.
+    let setup = cgroup
+        .add_process(pid.as_raw())
+        .and_then(|()| sync::send(parent_sock.as_fd(), &SyncMsg::CgroupJoined, None));
+    if setup.is_err() {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+    }
     let mut pty = None;
     loop {
-        match sync::recv(parent_sock.as_fd()).map_err(fail)? {
-            None => break,
-            Some((SyncMsg::PtyMaster, fd)) => pty = fd,
-            Some((SyncMsg::ExecFailed { message, exit_code }, _)) => {
+        match sync::recv(parent_sock.as_fd()) {
+            Ok(None) => break,
+            Ok(Some((SyncMsg::PtyMaster, fd))) => pty = fd,
+            Ok(Some((SyncMsg::ExecFailed { message, exit_code }, _))) => {
                 let _ = waitpid(pid, None);
                 return Err(Error::StartFailed { message, exit_code });
             }
-            Some((other, _)) => {
+            Ok(Some((other, _))) => {
                 return Err(fail(Error::Internal(format!("sync: unexpected {other:?}"))));
             }
+            Err(e) => return Err(fail(e)),
         }
     }
-    // EOF without a failure report: execve succeeded, unless the init died first.
-    if let Ok(WaitStatus::Exited(_, _) | WaitStatus::Signaled(..)) = waitpid(
-        pid,
-        Some(WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::__WALL),
-    ) {
-        // It exited already (a fast `true`): still a successful start; supervise reaps it.
+    if let Err(e) = setup {
+        return Err(fail(e));
     }
+    // EOF without a failure report: execve succeeded (a fast command may already have
+    // exited again; supervise reaps it).
     Ok((pid, sigfd, ours_in, ours_out, ours_err, pty))
 }
 

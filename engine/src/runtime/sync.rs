@@ -7,6 +7,8 @@
 //!   I1 monitor -> init     `CgroupJoined`: the init is in its cgroup, may unshare cgroupns
 //!   I2 init -> monitor     `PtyMaster` [+ fd: the pty master], only with a TTY
 //!   I3 init -> monitor     `ExecFailed { .. }`; or EOF, which means execve succeeded
+//! On cgroup v1 hosts the init consumes I1 only after its mounts (just before pivot_root),
+//! so the slow v1 migration overlaps with mount work; I2 may then be sent before I1 is read.
 //!
 //! Frames are a 4-byte little-endian length and a JSON body; file descriptors travel as
 //! SCM_RIGHTS on the same sendmsg as their frame.
