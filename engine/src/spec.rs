@@ -185,6 +185,36 @@ pub fn is_valid_ulimit(name: &str) -> bool {
     rlimit_type(name).is_some()
 }
 
+/// Docker's device cgroup: deny everything, then allow mknod of any node (CAP_MKNOD is in
+/// the default set; opening what was made is still refused) and the standard nodes. This is
+/// what keeps a container from reading the host's disks. Privileged containers get all.
+fn device_rules(privileged: bool) -> Value {
+    if privileged {
+        return json!([{"allow": true, "access": "rwm"}]);
+    }
+    let c = |major: i64, minor: Option<i64>, access: &str| {
+        let mut v = json!({"allow": true, "type": "c", "major": major, "access": access});
+        if let Some(m) = minor {
+            v["minor"] = json!(m);
+        }
+        v
+    };
+    json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "access": "m"},
+        {"allow": true, "type": "b", "access": "m"},
+        c(1, Some(3), "rwm"),  // null
+        c(1, Some(8), "rwm"),  // random
+        c(1, Some(7), "rwm"),  // full
+        c(5, Some(0), "rwm"),  // tty
+        c(1, Some(5), "rwm"),  // zero
+        c(1, Some(9), "rwm"),  // urandom
+        c(136, None, "rwm"),   // pts
+        c(5, Some(2), "rwm"),  // ptmx
+        c(10, Some(200), "rwm"), // tun
+    ])
+}
+
 fn resources(record: &ContainerRecord) -> Value {
     let hc = &record.host_config;
     let mut r = serde_json::Map::new();
@@ -235,6 +265,7 @@ fn resources(record: &ContainerRecord) -> Value {
     if hc.blkio_weight > 0 {
         r.insert("blockIO".into(), json!({"weight": hc.blkio_weight}));
     }
+    r.insert("devices".into(), device_rules(hc.privileged));
     Value::Object(r)
 }
 
