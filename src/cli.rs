@@ -52,6 +52,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
+    /// Attach to a running container's stdio.
+    Attach(AttachArgs),
     /// Display the running processes of a container.
     Top { container: String },
     /// Resource usage of containers.
@@ -358,6 +360,15 @@ pub struct ExecArgs {
     pub container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub cmd: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    pub container: String,
 }
 
 #[derive(Args, Debug)]

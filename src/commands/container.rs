@@ -2,7 +2,9 @@
 
 use super::Ctx;
 use crate::attach_client::{self, AttachOptions};
-use crate::cli::{InspectArgs, KillArgs, PruneArgs, RmArgs, RunArgs, StartArgs, StopArgs, Targets};
+use crate::cli::{
+    AttachArgs, InspectArgs, KillArgs, PruneArgs, RmArgs, RunArgs, StartArgs, StopArgs, Targets,
+};
 use crate::errors::{CliError, CliResult};
 use crate::run_opts;
 use engine::Engine;
@@ -209,4 +211,37 @@ pub fn prune(ctx: &Ctx, _a: PruneArgs) -> CliResult<i32> {
         }
     }
     Ok(0)
+}
+
+pub fn attach(ctx: &Ctx, a: AttachArgs) -> CliResult<i32> {
+    use engine::runtime::attach::{FrameKind, write_frame};
+    let engine = ctx.engine()?;
+    let c = engine.containers.lookup(&a.container)?;
+    if !c.state.is_running() {
+        return Err(CliError::Usage(
+            "You cannot attach to a stopped container, start it first".into(),
+        ));
+    }
+    let stdin = !a.no_stdin && c.record.config.open_stdin;
+    let sock = engine.paths(&c.record.id).attach_socket();
+    let mut stream = UnixStream::connect(&sock)
+        .map_err(|e| CliError::Other(anyhow::anyhow!("attach {}: {e}", sock.display())))?;
+    let hello = serde_json::to_vec(&AttachStreams {
+        stdin,
+        stdout: true,
+        stderr: true,
+    })
+    .unwrap_or_default();
+    write_frame(&mut stream, FrameKind::Hello, &hello)
+        .map_err(|e| CliError::Other(anyhow::anyhow!("attach: {e}")))?;
+    let code = attach_client::relay(
+        stream,
+        AttachOptions {
+            stdin,
+            tty: c.record.config.tty,
+            proxy_to: a.sig_proxy.then(|| (engine.clone(), c.record.id.clone())),
+        },
+    )
+    .map_err(|e| CliError::Other(anyhow::anyhow!("attach: {e}")))?;
+    Ok(code.unwrap_or(0))
 }

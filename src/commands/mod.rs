@@ -55,6 +55,7 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
         Command::Inspect(a) => container::inspect(&ctx, a),
         Command::Logs(a) => logs::logs(&ctx, a),
         Command::Exec(a) => exec::exec(&ctx, a),
+        Command::Attach(a) => container::attach(&ctx, a),
         Command::Top { container } => stats::top(&ctx, &container),
         Command::Stats(a) => stats::stats(&ctx, a),
         Command::Container(c) => match c {
