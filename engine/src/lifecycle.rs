@@ -423,6 +423,11 @@ impl Engine {
             }
         }
         let _lock = self.containers.lock(&c.record.id)?;
+        // Normally the monitor has removed the cgroup; if it died, whatever still runs in
+        // the cgroup is killed and the cgroup removed here, so nothing outlives `rm`.
+        if let Some(paths) = c.state.cgroup.clone() {
+            crate::cgroups_glue::ContainerCgroup::from_paths(paths).destroy()?;
+        }
         self.containers.delete(&c.record)?;
         if volumes {
             self.remove_anonymous_volumes(&c.record);

@@ -129,6 +129,11 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses; skip past its last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
+    // A zombie (state Z) or dead (X) process is gone for our purposes, even though its
+    // /proc entry lingers until its parent reaps it.
+    if rest.starts_with('Z') || rest.starts_with('X') {
+        return None;
+    }
     rest.split(' ').nth(19)?.parse().ok()
 }
 

@@ -79,6 +79,12 @@ struct Prepared {
 
 fn setup(req: &StartRequest, sock: BorrowedFd<'_>, stdio: ChildStdio) -> Result<Prepared> {
     let spec = &req.spec;
+    // If the monitor dies, so does the container: nobody would log or reap it otherwise.
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if nix::unistd::getppid().as_raw() == 1 {
+        return Err(Error::Internal("monitor exited during start".into()));
+    }
     // A cgroup v2 mount inside the container needs our cgroup namespace first; on v1 hosts
     // nothing we mount depends on it, so the mounts below run while the monitor moves us
     // into the cgroup (on v1 that migration waits for an RCU grace period: milliseconds).
