@@ -339,6 +339,9 @@ fn supervise(
     let mut clients: Vec<Client> = Vec::new();
     if let Some(fd) = first_client {
         let stream = UnixStream::from(fd);
+        // A client that stops reading (a suspended CLI) is dropped rather than allowed to
+        // stall the container's output and its log.
+        let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(10)));
         clients.push(Client {
             stream,
             decoder: Decoder::default(),
