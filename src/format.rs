@@ -90,6 +90,21 @@ pub fn print_inspect(items: &[Value], format: Option<&str>) -> CliResult<()> {
     Ok(())
 }
 
+/// Prints JSON rows as a table of the given (header, field) columns.
+pub fn print_rows(columns: &[(&str, &str)], rows: &[Value]) {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            columns
+                .iter()
+                .map(|(_, k)| r[*k].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .collect();
+    let header: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
+    print_table(&header, &cells);
+}
+
 /// Prints rows as a left-aligned table with three spaces between columns.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();

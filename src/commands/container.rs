@@ -9,7 +9,6 @@ use crate::errors::{CliError, CliResult};
 use crate::run_opts;
 use engine::Engine;
 use engine::runtime::AttachStreams;
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use std::os::unix::net::UnixStream;
 
 /// Creates the container; returns (engine, id).
@@ -51,13 +50,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> CliResult<i32> {
         stdout: true,
         stderr: true,
     };
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| CliError::Other(anyhow::anyhow!("socketpair: {e}")))?;
+    let (ours, theirs) = engine::runtime::sync::channel()?;
     engine
         .start(&id, Some((theirs, streams)))
         .map_err(|e| CliError::Run(Box::new(e.into())))?;
@@ -86,13 +79,7 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> CliResult<i32> {
             ));
         };
         let c = engine.containers.lookup(one)?;
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| CliError::Other(anyhow::anyhow!("socketpair: {e}")))?;
+        let (ours, theirs) = engine::runtime::sync::channel()?;
         let streams = AttachStreams {
             stdin: a.interactive,
             stdout: true,

@@ -108,18 +108,15 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> CliResult<i32> {
         }
         return Ok(0);
     }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            ["Repository", "Tag", "ID", "CreatedSince", "Size"]
-                .iter()
-                .map(|k| r[*k].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .collect();
-    format::print_table(
-        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-        &cells,
+    format::print_rows(
+        &[
+            ("REPOSITORY", "Repository"),
+            ("TAG", "Tag"),
+            ("IMAGE ID", "ID"),
+            ("CREATED", "CreatedSince"),
+            ("SIZE", "Size"),
+        ],
+        &rows,
     );
     Ok(0)
 }

@@ -115,34 +115,17 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> CliResult<i32> {
         }
         return Ok(0);
     }
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            [
-                "ID",
-                "Image",
-                "Command",
-                "RunningFor",
-                "Status",
-                "Ports",
-                "Names",
-            ]
-            .iter()
-            .map(|k| r[*k].as_str().unwrap_or("").to_string())
-            .collect()
-        })
-        .collect();
-    format::print_table(
+    format::print_rows(
         &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
+            ("CONTAINER ID", "ID"),
+            ("IMAGE", "Image"),
+            ("COMMAND", "Command"),
+            ("CREATED", "RunningFor"),
+            ("STATUS", "Status"),
+            ("PORTS", "Ports"),
+            ("NAMES", "Names"),
         ],
-        &cells,
+        &rows,
     );
     Ok(0)
 }

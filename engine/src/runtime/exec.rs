@@ -8,7 +8,6 @@ use crate::cgroups_glue::ContainerCgroup;
 use crate::error::{Error, Result};
 use crate::lifecycle::Engine;
 use nix::sched::CloneFlags;
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, Gid, Pid, Uid};
 use oci_spec::runtime::Spec;
 use std::ffi::CString;
@@ -174,13 +173,7 @@ pub fn start(engine: &Engine, what: &str, opts: &ExecOptions) -> Result<ExecProc
     } else {
         None
     };
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| Error::io("socketpair", e.into()))?;
+    let (ours, theirs) = sync::channel()?;
 
     // Our next child is born in the container's PID namespace; we stay where we are, and
     // switch back right after the fork (threads cannot be created while they differ).

@@ -14,7 +14,6 @@ use crate::paths::ContainerPaths;
 use crate::state::{self, ContainerState, Status};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use std::io::{Read, Write};
@@ -182,13 +181,7 @@ fn launch_in_cgroup(
             ours_in = Some(w);
         }
     }
-    let (parent_sock, child_sock) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| Error::io("socketpair", e.into()))?;
+    let (parent_sock, child_sock) = sync::channel()?;
 
     let flags = init::clone_flags(&req.spec);
     // SAFETY: the monitor is single-threaded, so a fork-like clone is safe; the child

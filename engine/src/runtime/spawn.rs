@@ -5,7 +5,6 @@
 use super::StartRequest;
 use super::sync::{self, SyncMsg};
 use crate::error::{Error, Result};
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -24,13 +23,7 @@ pub fn monitor_exe() -> PathBuf {
 /// Starts the container described by `req`. Returns the container init's host PID once it
 /// has exec'd the command, or the start failure (command not found, ...).
 pub fn start(req: &StartRequest, first_client: Option<OwnedFd>) -> Result<i32> {
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| Error::io("socketpair", e.into()))?;
+    let (ours, theirs) = sync::channel()?;
     let theirs_raw = theirs.as_raw_fd();
     let mut cmd = Command::new(monitor_exe());
     cmd.arg(MONITOR_ARG)

@@ -31,6 +31,18 @@ pub enum SyncMsg {
 
 const MAX_FRAME: usize = 16 << 20;
 
+/// A connected pair of close-on-exec Unix stream sockets: the channel of every sync
+/// protocol step and of the first attach client.
+pub fn channel() -> Result<(OwnedFd, OwnedFd)> {
+    nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::io("socketpair", e.into()))
+}
+
 pub fn send(sock: BorrowedFd<'_>, msg: &SyncMsg, fd: Option<RawFd>) -> Result<()> {
     let body = serde_json::to_vec(msg).map_err(|e| Error::Internal(e.to_string()))?;
     let len = (body.len() as u32).to_le_bytes();
