@@ -11,6 +11,7 @@
 mod destroy;
 pub mod detect;
 pub(crate) mod devices;
+mod devices_v2;
 mod error;
 mod fsutil;
 pub mod paths;

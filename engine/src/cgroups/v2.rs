@@ -7,6 +7,7 @@ use oci_spec::runtime::LinuxResources;
 
 use super::CgroupManager;
 use super::destroy::remove_tree;
+use super::devices_v2::apply_v2_devices;
 use super::error::{CgroupError, Result};
 use super::fsutil::{read_flat_keyed, read_opt, read_pids_recursive, write};
 use super::paths::{CgroupPaths, Placement};
@@ -57,6 +58,17 @@ fn enable_controllers(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Control-file limits plus the device policy, which v2 enforces through an
+/// attached BPF program instead of a file. Devices go first: the policy
+/// matters more than any limit. No rules (e.g. an update that only changes memory) leaves any existing
+/// program untouched.
+fn apply_v2_all(dir: &Path, resources: &LinuxResources) -> Result<()> {
+    if let Some(rules) = resources.devices().as_ref().filter(|d| !d.is_empty()) {
+        apply_v2_devices(dir, rules)?;
+    }
+    apply_v2(dir, resources)
+}
+
 impl CgroupManager for V2Manager {
     fn paths(&self) -> CgroupPaths {
         CgroupPaths::V2 {
@@ -75,7 +87,7 @@ impl CgroupManager for V2Manager {
                 enable_controllers(&dir)?;
             }
         }
-        apply_v2(self.dir(), resources)
+        apply_v2_all(self.dir(), resources)
     }
 
     fn add_process(&self, pid: i32) -> Result<()> {
@@ -83,7 +95,7 @@ impl CgroupManager for V2Manager {
     }
 
     fn apply(&self, resources: &LinuxResources) -> Result<()> {
-        apply_v2(self.dir(), resources)
+        apply_v2_all(self.dir(), resources)
     }
 
     fn freeze(&self) -> Result<()> {
