@@ -199,8 +199,8 @@ fn parse_rules(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
 /// Layout: load the ctx, then one block per rule from the last rule to the
 /// first (so the first block that decides a bit is the last rule that
 /// matches it), then the default verdict (deny unless a total rule such as
-/// Docker's leading `a *:* rwm` says otherwise). `R_PENDING` holds the requested access bits
-/// that no later rule has allowed yet:
+/// Docker's leading `a *:* rwm` says otherwise). `R_PENDING` holds the
+/// requested access bits that no later rule has allowed yet:
 /// - a matching deny rule that covers any pending bit returns 0;
 /// - a matching allow rule clears its bits and returns 1 once none remain.
 pub(crate) fn build_program(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Insn>> {

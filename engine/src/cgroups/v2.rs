@@ -60,8 +60,8 @@ fn enable_controllers(dir: &Path) -> Result<()> {
 
 /// Control-file limits plus the device policy, which v2 enforces through an
 /// attached BPF program instead of a file. Devices go first: the policy
-/// matters more than any limit. No rules (e.g. an update that only changes memory) leaves any existing
-/// program untouched.
+/// matters more than any limit. No rules (e.g. an update that only changes
+/// memory) leaves any existing program untouched.
 fn apply_v2_all(dir: &Path, resources: &LinuxResources) -> Result<()> {
     if let Some(rules) = resources.devices().as_ref().filter(|d| !d.is_empty()) {
         apply_v2_devices(dir, rules)?;
