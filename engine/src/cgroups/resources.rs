@@ -87,11 +87,8 @@ fn v2_write(dir: &Path, controller: &'static str, file: &str, value: &str) -> Re
 
 /// Writes `r` into the v2 cgroup `dir`.
 pub(crate) fn apply_v2(dir: &Path, r: &LinuxResources) -> Result<()> {
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        // v2 needs a BPF_CGROUP_DEVICE program attached to the cgroup; that
-        // is the runtime's job, not a control-file write.
-        tracing::debug!(dir = %dir.display(), "device rules are not applied via cgroupfs on v2");
-    }
+    // Device rules are not control files on v2: V2Manager attaches a
+    // BPF_CGROUP_DEVICE program for them (devices_v2.rs) before calling this.
     if let Some(m) = r.memory() {
         apply_v2_memory(dir, m)?;
     }
