@@ -427,10 +427,16 @@ fn run_reaper(sock: &OwnedFd, p: Prepared) -> Result<std::convert::Infallible> {
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     let (ready_r, ready_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::io("pipe", e.into()))?;
+    // Block every signal before forking: a SIGCHLD from a command that exits at once
+    // would otherwise be discarded (its default action is to ignore) and never waited for.
+    let all = SigSet::all();
+    let mut old = SigSet::empty();
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old));
     // SAFETY: we are single-threaded.
     match unsafe { nix::unistd::fork() }.map_err(|e| Error::io("fork", e.into()))? {
         ForkResult::Child => {
             drop(ready_r);
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
             close_extra_fds();
             let e = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
             let err = exec_error(&p.argv, e);
@@ -438,20 +444,14 @@ fn run_reaper(sock: &OwnedFd, p: Prepared) -> Result<std::convert::Infallible> {
         }
         ForkResult::Parent { child } => {
             drop(ready_w);
-            let all = SigSet::all();
-            let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None);
             // EOF on the pipe: the child exec'd (or died); release the monitor.
             let mut b = [0u8; 1];
             let _ = nix::unistd::read(&ready_r, &mut b);
             drop(ready_r);
-            let sock_fd = sock.as_raw_fd();
-            // SAFETY: closing our copy of the sync socket; the caller never uses it again
-            // because this function does not return.
-            unsafe { libc::close(sock_fd) };
-            for fd in 0..3 {
-                // SAFETY: the reaper needs no stdio; the child has its own copies.
-                unsafe { libc::close(fd) };
-            }
+            // The reaper needs no descriptor at all: not the sync socket, not stdio, and
+            // none of the monitor's (attach clients, log) that it inherited without exec.
+            // SAFETY: closing every fd of this process, which uses none afterwards.
+            unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
             reap_loop(child)
         }
     }
@@ -460,11 +460,7 @@ fn run_reaper(sock: &OwnedFd, p: Prepared) -> Result<std::convert::Infallible> {
 fn reap_loop(child: Pid) -> ! {
     let all = SigSet::all();
     loop {
-        let sig = all.wait().unwrap_or(Signal::SIGCHLD);
-        if sig != Signal::SIGCHLD {
-            let _ = kill(child, sig);
-            continue;
-        }
+        // Reap first, then wait: exits that happened before we got here are not missed.
         loop {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) if pid == child => {
@@ -478,6 +474,10 @@ fn reap_loop(child: Pid) -> ! {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             }
+        }
+        let sig = all.wait().unwrap_or(Signal::SIGCHLD);
+        if sig != Signal::SIGCHLD {
+            let _ = kill(child, sig);
         }
     }
 }

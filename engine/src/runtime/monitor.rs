@@ -27,6 +27,10 @@ pub const START_FD: RawFd = 3;
 pub fn main() -> ! {
     // SAFETY: fd 3 was placed there by the starter and is ours from now on.
     let start = unsafe { OwnedFd::from_raw_fd(START_FD) };
+    // Whatever else the starter's process leaked to us (a test harness's pipes, ...) must
+    // not be held open for the container's lifetime.
+    // SAFETY: closes only descriptors above our start channel, none of which we use.
+    unsafe { libc::syscall(libc::SYS_close_range, (START_FD + 1) as u32, u32::MAX, 0u32) };
     // Detach: the starter waits for this process; the real monitor is its child, which
     // init (or the nearest subreaper) adopts once we exit.
     // SAFETY: single-threaded at this point.
