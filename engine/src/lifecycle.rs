@@ -208,7 +208,17 @@ impl Engine {
         if c.state.is_running() {
             return Err(Error::NotModified(id, "started"));
         }
-        let req = self.start_request(&c, attach.as_ref().map(|a| a.1))?;
+        let req = match self.start_request(&c, attach.as_ref().map(|a| a.1)) {
+            Ok(r) => r,
+            Err(e) => {
+                // Docker removes an auto-remove container whose start failed.
+                if c.record.host_config.auto_remove {
+                    let _ = self.containers.delete(&c.record);
+                    self.remove_anonymous_volumes(&c.record);
+                }
+                return Err(e);
+            }
+        };
         // A start after an exit begins a new run: reset what the last run recorded.
         let p = self.paths(&id);
         std::fs::create_dir_all(&p.run_dir).map_err(|e| Error::path(&p.run_dir, e))?;

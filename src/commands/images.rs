@@ -12,7 +12,7 @@ pub fn load(ctx: &Ctx, a: LoadArgs) -> CliResult<i32> {
     let loaded = match &a.input {
         Some(p) => {
             let f = std::fs::File::open(p)
-                .map_err(|e| CliError::Usage(format!("open {}: {e}", p.display())))?;
+                .map_err(|e| CliError::Other(anyhow::anyhow!("open {}: {e}", p.display())))?;
             store.load_archive(std::io::BufReader::new(f))?
         }
         None => store.load_archive(std::io::stdin().lock())?,

@@ -563,12 +563,13 @@ fn finish(
         let _ = st.save(&paths.state());
     }
     let _ = std::fs::remove_file(paths.attach_socket());
+    // Like `docker run --rm`, the attached client returns only once the container is gone.
+    if req.auto_remove {
+        let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.id);
+    }
     let frame = encode(FrameKind::Exit, &code.to_be_bytes());
     for c in clients.iter_mut() {
         let _ = c.stream.write_all(&frame);
     }
     clients.clear();
-    if req.auto_remove {
-        let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.id);
-    }
 }
