@@ -50,6 +50,17 @@ impl ContainerCgroup {
         self.mgr.paths()
     }
 
+    /// A directory fd of the container's cgroup when it is cgroup v2, for
+    /// clone3(CLONE_INTO_CGROUP).
+    pub fn v2_dir_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        match self.mgr.paths() {
+            CgroupPaths::V2 { placement } => std::fs::File::open(&placement.path)
+                .ok()
+                .map(std::os::fd::OwnedFd::from),
+            CgroupPaths::V1 { .. } => None,
+        }
+    }
+
     pub fn add_process(&self, pid: i32) -> Result<()> {
         self.mgr.add_process(pid).map_err(cg_err)
     }
