@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 FIXTURES ?= $(CURDIR)/integration/fixtures/out
-APT_PACKAGES := libseccomp-dev pkg-config busybox-static debootstrap python3 util-linux procps
+APT_PACKAGES := libseccomp-dev pkg-config busybox-static debootstrap python3 util-linux procps docker-registry skopeo
 
 .PHONY: deps build release fixtures run test test-unit test-root lint bench clean
 
@@ -34,8 +34,12 @@ lint: deps
 test-unit: deps
 	$(CARGO) test --workspace --lib --bins
 
+REGISTRY ?= 127.0.0.1:5055
+
 test-root: deps fixtures
-	PELAGOS_FIXTURES=$(FIXTURES) $(CARGO) test --workspace --test '*' -- --test-threads=2
+	PELAGOS_TEST_REGISTRY=$(REGISTRY) bash integration/registry.sh start
+	PELAGOS_TEST_REGISTRY=$(REGISTRY) PELAGOS_FIXTURES=$(FIXTURES) $(CARGO) test --workspace --test '*' -- --test-threads=2; \
+	rc=$$?; PELAGOS_TEST_REGISTRY=$(REGISTRY) bash integration/registry.sh stop; exit $$rc
 
 test: lint test-unit test-root
 

@@ -61,6 +61,8 @@ pub enum Command {
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerCommand),
+    /// Pull an image from a registry.
+    Pull(PullArgs),
     /// Load images from a `docker save` or OCI archive.
     Load(LoadArgs),
     /// List images.
@@ -388,6 +390,13 @@ pub struct PruneArgs {
     pub force: bool,
     #[arg(long = "filter")]
     pub filters: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub image: String,
 }
 
 #[derive(Args, Debug)]

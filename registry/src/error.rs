@@ -42,6 +42,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A registry could not be reached or refused the request.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -56,6 +59,7 @@ impl Error {
             | Error::InvalidArchive(_)
             | Error::DigestMismatch { .. }
             | Error::UnsafeEntry { .. } => ErrorKind::InvalidArgument,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::Io { .. } | Error::Path { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -16,4 +16,4 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use error_kind::ErrorKind;
 pub use reference::Reference;
-pub use store::{ImageRecord, ImageStore, ImageUser, LoadedImage, Removed};
+pub use store::{ImageRecord, ImageStore, ImageUser, LoadedImage, PullEvent, Removed};

@@ -1,7 +1,7 @@
 //! Image commands over the local store.
 
 use super::Ctx;
-use crate::cli::{ImagesArgs, InspectArgs, LoadArgs, RmiArgs};
+use crate::cli::{ImagesArgs, InspectArgs, LoadArgs, PullArgs, RmiArgs};
 use crate::errors::{CliError, CliResult};
 use crate::format;
 use registry::ImageUser;
@@ -28,6 +28,62 @@ pub fn load(ctx: &Ctx, a: LoadArgs) -> CliResult<i32> {
         }
     }
     Ok(0)
+}
+
+pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult<i32> {
+    let store = ctx.images()?;
+    let reference = registry::Reference::parse(&a.image)?;
+    if !a.image.contains(':') && !a.image.contains('@') && !a.quiet {
+        println!("Using default tag: latest");
+    }
+    if !a.quiet {
+        println!(
+            "{}: Pulling from {}",
+            reference.tag().unwrap_or("latest"),
+            reference.path()
+        );
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(anyhow::anyhow!("runtime: {e}")))?;
+    let quiet = a.quiet;
+    let mut manifest = String::new();
+    let mut fetched = 0usize;
+    let mut on_event = |ev: registry::PullEvent| match ev {
+        registry::PullEvent::Resolved { manifest: m } => manifest = m,
+        registry::PullEvent::LayerExists { digest } if !quiet => {
+            println!("{}: Already exists", short(&digest))
+        }
+        registry::PullEvent::LayerDownloaded { digest, .. } => {
+            fetched += 1;
+            if !quiet {
+                println!("{}: Pull complete", short(&digest));
+            }
+        }
+        _ => {}
+    };
+    let loaded = rt.block_on(store.pull(&reference.to_string(), &[], &mut on_event))?;
+    if !quiet {
+        println!("Digest: {manifest}");
+        let tag = loaded
+            .tags
+            .first()
+            .map(|t| t.familiar())
+            .unwrap_or_default();
+        if fetched > 0 {
+            println!("Status: Downloaded newer image for {tag}");
+        } else {
+            println!("Status: Image is up to date for {tag}");
+        }
+    }
+    println!("{reference}");
+    Ok(0)
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
 }
 
 fn human_size(b: u64) -> String {

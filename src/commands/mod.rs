@@ -63,6 +63,7 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
             ContainerCommand::Ls(a) => ps::ps(&ctx, a),
             ContainerCommand::Inspect(a) => container::inspect(&ctx, a),
         },
+        Command::Pull(a) => images::pull(&ctx, a),
         Command::Load(a) => images::load(&ctx, a),
         Command::Images(a) => images::images(&ctx, a),
         Command::Tag { source, target } => images::tag(&ctx, &source, &target),

@@ -86,7 +86,7 @@ impl ImageStore {
         Ok(())
     }
 
-    fn commit(&self, images: &[ArchiveImage]) -> Result<Vec<LoadedImage>> {
+    pub(super) fn commit(&self, images: &[ArchiveImage]) -> Result<Vec<LoadedImage>> {
         let _lock = self.lock()?;
         let mut index = self.load_index()?;
         let mut loaded = Vec::new();
@@ -139,7 +139,7 @@ impl ImageStore {
     }
 
     /// Removes those of `layers` that no image record references.
-    fn discard_unreferenced(&self, layers: &[Digest]) -> Result<()> {
+    pub(super) fn discard_unreferenced(&self, layers: &[Digest]) -> Result<()> {
         if layers.is_empty() {
             return Ok(());
         }

@@ -16,11 +16,13 @@ mod fsutil;
 mod inspect;
 mod layers;
 mod load;
+mod pull;
 mod records;
 mod remove;
 mod tags;
 
 pub use load::LoadedImage;
+pub use pull::PullEvent;
 pub use remove::{ImageUser, Removed};
 
 use crate::config::ImageConfig;
