@@ -86,3 +86,106 @@ fn pull_errors_are_clear_and_store_nothing() {
     p.fails(&["pull", "UPPER/Case"], 125, "invalid reference format");
     assert_eq!(p.ok(&["images", "-q"]).trim(), "");
 }
+
+/// A registry serving a blob whose bytes do not match its digest: the pull fails naming
+/// the blob, and nothing (image, layer, temp file) is stored.
+#[test]
+fn tampered_blob_is_rejected_and_nothing_is_stored() {
+    let Some(reg) = registry() else { return };
+    let Some(p) = Pelagos::with_images(&[]) else {
+        return;
+    };
+    // A unique one-layer image, so no other test shares the blob we corrupt.
+    let marker = format!("{}-{:?}", std::process::id(), std::time::SystemTime::now());
+    let layer = p.dir.path().join("layer.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&layer).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(marker.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "marker", marker.as_bytes()).unwrap();
+        b.finish().unwrap();
+    }
+    let archive = p.dir.path().join("img.tar");
+    let name = format!("{reg}/pelagos-test/tampered:{}", std::process::id());
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/integration/fixtures/mkimage.py"
+        ))
+        .args(["rootfs", "--layer"])
+        .arg(&layer)
+        .args(["--tag", "pelagos-test/tampered:1", "--out"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let src = format!("docker-archive:{}", archive.display());
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            &src,
+            &format!("docker://{name}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Corrupt our layer's blob in the registry's storage, found by its unique content
+    // (skopeo may have gzip'd it).
+    let dir = std::env::var("REGISTRY_DIR").unwrap_or_else(|_| "/tmp/pelagos-test-registry".into());
+    let mut found: Option<std::path::PathBuf> = None;
+    let mut stack = vec![std::path::PathBuf::from(dir).join("data")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.file_name().is_none_or(|n| n != "data") {
+                continue;
+            }
+            let raw = std::fs::read(&path).unwrap_or_default();
+            let mut plain = Vec::new();
+            let content = if raw.starts_with(&[0x1f, 0x8b]) {
+                use std::io::Read;
+                let _ = flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut plain);
+                &plain
+            } else {
+                &raw
+            };
+            if content
+                .windows(marker.len())
+                .any(|w| w == marker.as_bytes())
+            {
+                found = Some(path);
+            }
+        }
+    }
+    let blob = found.expect("our layer blob in the registry's storage");
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+
+    let err = p.fails(&["pull", &name], 1, "digest mismatch");
+    assert!(err.contains("layer blob sha256:"), "{err}");
+    assert_eq!(p.ok(&["images", "-q"]).trim(), "");
+    let layers = p.data.join("image/layers");
+    let n = std::fs::read_dir(&layers).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(n, 0, "layers stored after a failed pull");
+    let tmp = std::fs::read_dir(p.data.join("image/tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(tmp, 0, "temp files left behind");
+}

@@ -143,6 +143,8 @@ impl ImageStore {
         }
     }
 
+    /// Downloads the missing layers, at most `MAX_PARALLEL` at a time, then unpacks them
+    /// (diff-id verified) in order.
     async fn fetch_layers(
         &self,
         client: &oci_client::Client,
@@ -152,26 +154,42 @@ impl ImageStore {
         created: &mut Vec<Digest>,
         on_event: &mut (dyn FnMut(PullEvent) + Send),
     ) -> Result<()> {
+        const MAX_PARALLEL: usize = 3;
+        let mut wanted = Vec::new();
         for (desc, diff_id) in layers.iter().zip(diff_ids) {
             if self.layers.exists(diff_id) {
                 on_event(PullEvent::LayerExists {
                     digest: desc.digest.clone(),
                 });
-                continue;
+            } else if !wanted
+                .iter()
+                .any(|(_, d, _): &(_, &Digest, _)| *d == diff_id)
+            {
+                let tmp = TempPath(
+                    self.root
+                        .join("tmp")
+                        .join(format!("pull-{}", super::fsutil::random_suffix())),
+                );
+                wanted.push((desc, diff_id, tmp));
             }
-            let tmp = self
-                .root
-                .join("tmp")
-                .join(format!("pull-{}", super::fsutil::random_suffix()));
-            let result = self.fetch_one(client, oref, desc, diff_id, &tmp).await;
-            let _ = std::fs::remove_file(&tmp);
-            let bytes = match result? {
-                Some(b) => {
-                    created.push(diff_id.clone());
-                    b
-                }
-                None => 0,
-            };
+        }
+        for chunk in wanted.chunks(MAX_PARALLEL) {
+            let downloads = chunk
+                .iter()
+                .map(|(desc, _, tmp)| download(client, oref, desc, &tmp.0));
+            for r in futures_join_all(downloads).await {
+                r?;
+            }
+        }
+        for (desc, diff_id, tmp) in &wanted {
+            let f = std::fs::File::open(&tmp.0).map_err(|e| Error::path(&tmp.0, e))?;
+            let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+            if self
+                .layers
+                .import(diff_id, std::io::BufReader::new(f), &desc.digest)?
+            {
+                created.push((*diff_id).clone());
+            }
             on_event(PullEvent::LayerDownloaded {
                 digest: desc.digest.clone(),
                 bytes,
@@ -179,46 +197,79 @@ impl ImageStore {
         }
         Ok(())
     }
+}
 
-    /// Downloads one blob, verifying digest and size, and unpacks it (diff-id verified).
-    async fn fetch_one(
-        &self,
-        client: &oci_client::Client,
-        oref: &oci_client::Reference,
-        desc: &oci_client::manifest::OciDescriptor,
-        diff_id: &Digest,
-        tmp: &std::path::Path,
-    ) -> Result<Option<u64>> {
-        let expected = Digest::parse(&desc.digest)?;
-        let file = tokio::fs::File::create(tmp)
-            .await
-            .map_err(|e| Error::path(tmp, e))?;
-        let mut hashing = HashingFile {
-            file,
-            hash: Sha256::new(),
-            len: 0,
-        };
-        let mut buf = Vec::new();
-        client
-            .pull_blob(oref, desc, &mut buf)
-            .await
-            .map_err(|e| unavailable(&format!("blob {}", desc.digest), e))?;
-        hashing.write(&buf).await.map_err(|e| Error::path(tmp, e))?;
-        drop(buf);
-        let (digest, len) = hashing.finish().await.map_err(|e| Error::path(tmp, e))?;
-        if digest != expected || (desc.size >= 0 && len != desc.size as u64) {
-            return Err(Error::DigestMismatch {
-                what: format!("layer blob {}", desc.digest),
-                expected: expected.to_string(),
-                actual: format!("{digest} ({len} bytes)"),
-            });
-        }
-        let f = std::fs::File::open(tmp).map_err(|e| Error::path(tmp, e))?;
-        let made = self
-            .layers
-            .import(diff_id, std::io::BufReader::new(f), &desc.digest)?;
-        Ok(made.then_some(len))
+/// A temp file removed however the pull ends.
+struct TempPath(std::path::PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// Polls futures concurrently on the current task and returns their results in order.
+async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futs.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in pinned.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// Streams one blob into `path`, hashing as it goes; a wrong digest or size is an error
+/// naming the blob.
+async fn download(
+    client: &oci_client::Client,
+    oref: &oci_client::Reference,
+    desc: &oci_client::manifest::OciDescriptor,
+    path: &std::path::Path,
+) -> Result<()> {
+    let expected = Digest::parse(&desc.digest)?;
+    let file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| Error::path(path, e))?;
+    let mut w = HashingFile {
+        file,
+        hash: Sha256::new(),
+        len: 0,
+    };
+    client.pull_blob(oref, desc, &mut w).await.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("Digest error") || text.contains("digest") {
+            // The registry served other bytes than the manifest names.
+            Error::Unavailable(format!(
+                "digest mismatch for layer blob {}: {text}",
+                desc.digest
+            ))
+        } else {
+            unavailable(&format!("blob {}", desc.digest), text)
+        }
+    })?;
+    let (digest, len) = w.finish().await.map_err(|e| Error::path(path, e))?;
+    if digest != expected || (desc.size >= 0 && len != desc.size as u64) {
+        return Err(Error::DigestMismatch {
+            what: format!("layer blob {}", desc.digest),
+            expected: format!("{expected} ({} bytes)", desc.size),
+            actual: format!("{digest} ({len} bytes)"),
+        });
+    }
+    Ok(())
 }
 
 struct HashingFile {
@@ -228,18 +279,45 @@ struct HashingFile {
 }
 
 impl HashingFile {
-    async fn write(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.hash.update(b);
-        self.len += b.len() as u64;
-        self.file.write_all(b).await
-    }
-
     async fn finish(mut self) -> std::io::Result<(Digest, u64)> {
         self.file.flush().await?;
         let hex = hex::encode(self.hash.finalize());
         Digest::from_hex(&hex)
             .map(|d| (d, self.len))
             .map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+/// Hashes exactly the bytes the file accepted.
+impl tokio::io::AsyncWrite for HashingFile {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.file).poll_write(cx, buf) {
+            std::task::Poll::Ready(Ok(n)) => {
+                this.hash.update(&buf[..n]);
+                this.len += n as u64;
+                std::task::Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.file).poll_shutdown(cx)
     }
 }
 
