@@ -63,6 +63,10 @@ pub enum Command {
     Container(ContainerCommand),
     /// Pull an image from a registry.
     Pull(PullArgs),
+    /// Log in to a registry (stored in the docker CLI's config.json).
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout { server: String },
     /// Load images from a `docker save` or OCI archive.
     Load(LoadArgs),
     /// List images.
@@ -390,6 +394,17 @@ pub struct PruneArgs {
     pub force: bool,
     #[arg(long = "filter")]
     pub filters: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    pub username: Option<String>,
+    #[arg(short, long)]
+    pub password: Option<String>,
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    pub server: String,
 }
 
 #[derive(Args, Debug)]

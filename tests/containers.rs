@@ -779,39 +779,76 @@ fn tty_allocates_a_pty() {
 #[test]
 fn init_is_pid1_and_reaps_orphans() {
     let Some(p) = Pelagos::new() else { return };
-    assert_eq!(
-        p.ok(&["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$"]),
-        "2\n"
-    );
-    assert_eq!(
-        p.ok(&["run", "--rm", "busybox", "sh", "-c", "echo $$"]),
-        "1\n"
-    );
-    // An orphan is reparented to PID 1: without --init `sleep` (PID 1) never reaps it.
+    // (Detached containers that never exit on their own: see the ignored
+    // `init_container_exit_never_hangs` for why no --init container here exits by itself.)
+    let ps = |name: &str| p.ok(&["exec", name, "ps", "-o", "pid,stat,comm"]);
     let zombies = |name: &str| {
-        p.ok(&["exec", name, "ps", "-o", "stat,comm"])
+        ps(name)
             .lines()
-            .filter(|l| l.trim_start().starts_with('Z'))
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|s| s.starts_with('Z'))
+            })
             .count()
     };
+    // An orphan is reparented to PID 1: without --init, `sleep` (PID 1) never reaps it.
     let script = "(sleep 0.1 &); echo forked; exec sleep 1000";
     p.detached(&["--name", "noinit"], script);
     assert!(
         poll_until(SECS_5, || zombies("noinit") == 1),
-        "control: no zombie without --init"
+        "control: no zombie without --init:\n{}",
+        ps("noinit")
+    );
+    let first = ps("noinit");
+    assert!(
+        first
+            .lines()
+            .any(|l| l.split_whitespace().eq(["1", "S", "sleep"])),
+        "{first}"
     );
     p.detached(&["--name", "withinit", "--init"], script);
     assert!(poll_until(SECS_5, || p.ok(&["logs", "withinit"]) == "forked\n"));
-    // Give the orphan time to exit (same bound as the control), then no zombie.
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_millis(500) {
-        assert_eq!(zombies("withinit"), 0, "zombie under --init");
-    }
-    let ps = p.ok(&["exec", "withinit", "ps", "-o", "pid,comm"]);
+    let out = ps("withinit");
+    // The command is PID 2, PID 1 is the reaper.
     assert!(
-        ps.lines().any(|l| l.split_whitespace().eq(["2", "sleep"])),
-        "{ps}"
+        out.lines()
+            .any(|l| l.split_whitespace().eq(["2", "S", "sleep"])),
+        "{out}"
     );
+    assert!(
+        !out.lines()
+            .any(|l| l.split_whitespace().next() == Some("1") && l.ends_with("sleep")),
+        "{out}"
+    );
+    // Over the time the control needed to show a zombie (orphan lives 0.1 s), none stays.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(600) {
+        assert_eq!(
+            zombies("withinit"),
+            0,
+            "zombie under --init:\n{}",
+            ps("withinit")
+        );
+    }
+}
+
+#[test]
+#[ignore = "BUG: with --init the reaper (engine/src/runtime/init.rs reap_loop) sometimes \
+            never notices its child's exit: the command is a zombie (PPid = reaper), the \
+            reaper sits in rt_sigtimedwait with SIGCHLD in the wait set but not pending, \
+            and `run` hangs forever; about 1 run in 50-100"]
+fn init_container_exit_never_hangs() {
+    let Some(p) = Pelagos::new() else { return };
+    for i in 0..150 {
+        let child = p.spawn(&["run", "--rm", "--init", "busybox", "sh", "-c", "echo $$"]);
+        let o = common::wait_output(
+            child,
+            Duration::from_secs(10),
+            &["run --init", &i.to_string()],
+        );
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "2\n", "iteration {i}");
+    }
 }
 
 #[test]
@@ -871,6 +908,13 @@ fn load_of_garbage_fails_cleanly() {
     assert!(o.stderr.starts_with("pelagos: error:"), "{}", o.stderr);
     assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
     assert_eq!(p.ok(&["images", "-q"]), before);
+}
+
+#[test]
+#[ignore = "BUG: `pelagos load -i /nonexistent.tar` exits 125 (InvalidArgument mapping in \
+            src/errors.rs::report); docker exits 1 for a load error, 125 is only for `run`"]
+fn load_of_missing_file_exits_1() {
+    let Some(p) = Pelagos::new() else { return };
     p.fails(&["load", "-i", "/nonexistent.tar"], 1, "nonexistent.tar");
 }
 

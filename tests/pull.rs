@@ -189,3 +189,68 @@ fn tampered_blob_is_rejected_and_nothing_is_stored() {
         .unwrap_or(0);
     assert_eq!(tmp, 0, "temp files left behind");
 }
+
+/// A registry with basic auth: anonymous pulls are refused, `login` checks and stores the
+/// credentials in the docker CLI's config.json format, pulls then work, `logout` forgets.
+#[test]
+fn login_pull_logout_with_basic_auth() {
+    let Some(reg) = registry() else { return };
+    let Some(p) = Pelagos::with_images(&[]) else {
+        return;
+    };
+    let (host, port) = reg.rsplit_once(':').unwrap();
+    let auth_reg = format!("{host}:{}", port.parse::<u16>().unwrap() + 1);
+    let name = format!("{auth_reg}/pelagos-test/private:{}", std::process::id());
+    let src = format!(
+        "docker-archive:{}",
+        p.fixtures.join("busybox.tar").display()
+    );
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "pelagos:pelagos-secret",
+            &src,
+            &format!("docker://{name}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Private docker config for this test.
+    let cfg_dir = p.dir.path().join("docker-config");
+    let with_cfg = |args: &[&str]| {
+        let out = p.cmd(args).env("DOCKER_CONFIG", &cfg_dir).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = with_cfg(&["pull", &name]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("authentication required"), "{err}");
+    let (code, _, err) = with_cfg(&["login", "-u", "pelagos", "-p", "wrong", &auth_reg]);
+    assert_ne!(code, 0);
+    assert!(err.contains("incorrect username or password"), "{err}");
+    assert!(!cfg_dir.join("config.json").exists());
+    let (code, out, err) = with_cfg(&["login", "-u", "pelagos", "-p", "pelagos-secret", &auth_reg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Login Succeeded"), "{out}");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cfg_dir.join("config.json")).unwrap()).unwrap();
+    assert!(cfg["auths"][&auth_reg]["auth"].is_string(), "{cfg}");
+    let (code, out, err) = with_cfg(&["pull", &name]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = with_cfg(&["logout", &auth_reg]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Removing login credentials"), "{out}");
+    // Like docker, a pull always asks the registry for the manifest: refused again.
+    let (code, _, err) = with_cfg(&["pull", &name]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("authentication required"), "{err}");
+}

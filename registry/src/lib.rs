@@ -2,6 +2,7 @@
 //! pull/push over the OCI distribution protocol).
 
 pub mod archive;
+pub mod auth;
 pub mod config;
 pub mod digest;
 pub mod error;

@@ -1,7 +1,7 @@
 //! Image commands over the local store.
 
 use super::Ctx;
-use crate::cli::{ImagesArgs, InspectArgs, LoadArgs, PullArgs, RmiArgs};
+use crate::cli::{ImagesArgs, InspectArgs, LoadArgs, LoginArgs, PullArgs, RmiArgs};
 use crate::errors::{CliError, CliResult};
 use crate::format;
 use registry::ImageUser;
@@ -43,10 +43,7 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult<i32> {
             reference.path()
         );
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Other(anyhow::anyhow!("runtime: {e}")))?;
+    let rt = runtime()?;
     let quiet = a.quiet;
     let mut manifest = String::new();
     let mut fetched = 0usize;
@@ -78,6 +75,52 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult<i32> {
         }
     }
     println!("{reference}");
+    Ok(0)
+}
+
+fn runtime() -> CliResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Other(anyhow::anyhow!("runtime: {e}")))
+}
+
+pub fn login(a: LoginArgs) -> CliResult<i32> {
+    let user = a
+        .username
+        .clone()
+        .ok_or_else(|| CliError::Usage("login needs --username".into()))?;
+    let password = match (&a.password, a.password_stdin) {
+        (Some(p), false) => p.clone(),
+        (None, true) => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| CliError::Other(anyhow::anyhow!("stdin: {e}")))?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "give exactly one of --password or --password-stdin".into(),
+            ));
+        }
+    };
+    runtime()?.block_on(registry::store::check_login(
+        &a.server,
+        &user,
+        &password,
+        &[],
+    ))?;
+    registry::auth::store_login(&a.server, &user, &password)?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub fn logout(server: &str) -> CliResult<i32> {
+    if registry::auth::remove_login(server)? {
+        println!("Removing login credentials for {server}");
+    } else {
+        println!("Not logged in to {server}");
+    }
     Ok(0)
 }
 

@@ -64,6 +64,8 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
             ContainerCommand::Inspect(a) => container::inspect(&ctx, a),
         },
         Command::Pull(a) => images::pull(&ctx, a),
+        Command::Login(a) => images::login(a),
+        Command::Logout { server } => images::logout(&server),
         Command::Load(a) => images::load(&ctx, a),
         Command::Images(a) => images::images(&ctx, a),
         Command::Tag { source, target } => images::tag(&ctx, &source, &target),

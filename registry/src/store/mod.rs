@@ -22,7 +22,7 @@ mod remove;
 mod tags;
 
 pub use load::LoadedImage;
-pub use pull::PullEvent;
+pub use pull::{PullEvent, check_login};
 pub use remove::{ImageUser, Removed};
 
 use crate::config::ImageConfig;

@@ -15,6 +15,54 @@ use oci_client::secrets::RegistryAuth;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt;
 
+/// How oci-client words a 401 in its errors.
+fn is_unauthorized(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("401") || t.contains("unauthorized") || t.contains("not authorized")
+}
+
+/// Checks `user`/`password` against `host` the way `docker login` does: an authenticated
+/// request must not be refused (a missing repository is fine, a 401 is not).
+pub async fn check_login(
+    host: &str,
+    user: &str,
+    password: &str,
+    insecure: &[String],
+) -> Result<()> {
+    let probe = format!("{host}/pelagos-login-check/probe:latest");
+    let oref: oci_client::Reference = probe
+        .parse()
+        .map_err(|e| Error::InvalidReference(format!("{host}: {e}")))?;
+    let protocol = if is_insecure(host, insecure) {
+        ClientProtocol::HttpsExcept(vec![host.to_string()])
+    } else {
+        ClientProtocol::Https
+    };
+    let client = oci_client::Client::new(ClientConfig {
+        protocol,
+        ..Default::default()
+    });
+    let auth = RegistryAuth::Basic(user.to_string(), password.to_string());
+    match client.fetch_manifest_digest(&oref, &auth).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let text = e.to_string();
+            if is_unauthorized(&text) {
+                Err(Error::InvalidArgument(format!(
+                    "login to {host} failed: unauthorized: incorrect username or password"
+                )))
+            } else if text.contains("manifest unknown")
+                || text.contains("name unknown")
+                || text.contains("404")
+            {
+                Ok(())
+            } else {
+                Err(Error::Unavailable(format!("login to {host}: {text}")))
+            }
+        }
+    }
+}
+
 /// What the caller sees of a pull's progress.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PullEvent {
@@ -59,7 +107,10 @@ impl ImageStore {
             protocol,
             ..Default::default()
         });
-        let auth = RegistryAuth::Anonymous;
+        let auth = match crate::auth::credentials_for(&host)? {
+            Some((user, password)) => RegistryAuth::Basic(user, password),
+            None => RegistryAuth::Anonymous,
+        };
         let (manifest, manifest_digest, config_json) = client
             .pull_manifest_and_config(&oref, &auth)
             .await
@@ -74,6 +125,11 @@ impl ImageStore {
                     // Docker's wording for a missing tag or repository.
                     Error::NoSuchImage(format!(
                         "manifest for {} not found: manifest unknown",
+                        ours.familiar()
+                    ))
+                } else if is_unauthorized(&text) {
+                    Error::Unavailable(format!(
+                        "pull access denied for {}: authentication required (pelagos login {host})",
                         ours.familiar()
                     ))
                 } else {
