@@ -911,8 +911,6 @@ fn load_of_garbage_fails_cleanly() {
 }
 
 #[test]
-#[ignore = "BUG: `pelagos load -i /nonexistent.tar` exits 125 (InvalidArgument mapping in \
-            src/errors.rs::report); docker exits 1 for a load error, 125 is only for `run`"]
 fn load_of_missing_file_exits_1() {
     let Some(p) = Pelagos::new() else { return };
     p.fails(&["load", "-i", "/nonexistent.tar"], 1, "nonexistent.tar");

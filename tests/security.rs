@@ -30,26 +30,38 @@ fn default_capabilities_match_docker() {
     );
 }
 
+/// The value of `field` in a /proc/PID/status dump.
+fn status_field(status: &str, field: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in {status:?}"))
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn seccomp_is_on_by_default_and_configurable() {
     let Some(p) = Pelagos::new() else { return };
-    let o = p.sh("grep '^Seccomp:' /proc/self/status");
-    assert!(o.stdout.contains("2"), "{o:?}");
+    let o = p.ok(&["run", "--rm", "busybox", "cat", "/proc/self/status"]);
+    assert_eq!(status_field(&o, "Seccomp"), "2", "{o}");
     // Blocked by the default profile (and by missing CAP_SYS_ADMIN for mount).
-    assert_ne!(p.sh("unshare -m true").code, 0);
+    let o = p.sh("unshare -m true");
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("Operation not permitted"), "{o:?}");
     let o = p.sh("mkdir /mnt2; mount -t tmpfs none /mnt2");
     assert_ne!(o.code, 0, "{o:?}");
-    let o = p.out(&[
+    assert_eq!(p.sh("grep -c ' /mnt2 ' /proc/mounts").stdout.trim(), "0");
+    let o = p.ok(&[
         "run",
         "--rm",
         "--security-opt",
         "seccomp=unconfined",
         "busybox",
-        "grep",
-        "^Seccomp:",
+        "cat",
         "/proc/self/status",
     ]);
-    assert!(o.stdout.contains("0"), "{o:?}");
+    assert_eq!(status_field(&o, "Seccomp"), "0", "{o}");
     // A custom Docker-format profile: allow everything but mkdir/mkdirat.
     let prof = p.dir.path().join("profile.json");
     std::fs::write(
@@ -84,22 +96,18 @@ fn seccomp_is_on_by_default_and_configurable() {
 #[test]
 fn no_new_privileges_on_request() {
     let Some(p) = Pelagos::new() else { return };
-    assert!(
-        p.sh("grep NoNewPrivs /proc/self/status")
-            .stdout
-            .contains("0")
-    );
+    let o = p.ok(&["run", "--rm", "busybox", "cat", "/proc/self/status"]);
+    assert_eq!(status_field(&o, "NoNewPrivs"), "0", "{o}");
     let o = p.ok(&[
         "run",
         "--rm",
         "--security-opt",
         "no-new-privileges",
         "busybox",
-        "grep",
-        "NoNewPrivs",
+        "cat",
         "/proc/self/status",
     ]);
-    assert!(o.contains('1'), "{o}");
+    assert_eq!(status_field(&o, "NoNewPrivs"), "1", "{o}");
 }
 
 #[test]
@@ -139,28 +147,44 @@ fn no_host_fd_leaks_into_containers_or_execs() {
     p.ok(&["rm", "-f", &id]);
 }
 
-/// runc CVE-2019-5736: pelagos code running inside a container (the --init reaper here,
-/// and exec's setup) is non-dumpable, so /proc/PID/exe cannot be opened to reach the host
-/// binary; the binary is unchanged afterwards.
+/// runc CVE-2019-5736: pelagos code running inside a container (the --init reaper here)
+/// is non-dumpable, so /proc/1/exe cannot be opened to reach the host binary; the binary
+/// is unchanged afterwards. (The container is detached and killed by `rm -f`, so the
+/// reaper never has to notice an exit; see containers.rs `init_container_exit_never_hangs`.)
 #[test]
 fn host_binary_is_not_reachable_through_proc_exe() {
     let Some(p) = Pelagos::new() else { return };
     let bin = env!("CARGO_BIN_EXE_pelagos");
-    let before = std::fs::read(bin).unwrap();
+    let sha = || {
+        let o = std::process::Command::new("sha256sum")
+            .arg(bin)
+            .output()
+            .expect("sha256sum");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let before = sha();
+    assert_eq!(before.len(), 64 + 2 + bin.len() + 1, "{before}");
+    let id = p.detached(&["--init"], "exec sleep 1000");
+    // PID 1 really is the pelagos binary (so the attack has a target).
+    let pid = p.inspect(&id, "{{.State.Pid}}");
+    let host_exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(
+        std::fs::canonicalize(host_exe).unwrap(),
+        std::fs::canonicalize(bin).unwrap()
+    );
     let o = p.out(&[
-        "run",
-        "--rm",
-        "--init",
-        "busybox",
+        "exec",
+        &id,
         "sh",
         "-c",
         "cat /proc/1/exe > /dev/null && echo READ; echo x >> /proc/1/exe && echo WROTE; \
-         ls -l /proc/1/exe 2>&1; exit 0",
+         readlink /proc/1/exe && echo LINK; (exec 3</proc/1/exe && echo FD); exit 0",
     ]);
     assert_eq!(o.code, 0, "{o:?}");
-    assert!(!o.stdout.contains("READ"), "read the host binary: {o:?}");
-    assert!(!o.stdout.contains("WROTE"), "wrote the host binary: {o:?}");
-    assert_eq!(std::fs::read(bin).unwrap(), before, "host binary changed");
+    assert_eq!(o.stdout, "", "reached the host binary: {o:?}");
+    assert!(o.stderr.contains("Permission denied"), "{o:?}");
+    assert_eq!(sha(), before, "host binary changed");
+    p.ok(&["rm", "-f", &id]);
 }
 
 #[test]
@@ -180,6 +204,36 @@ fn device_nodes_and_device_cgroup() {
     assert!(!o.stdout.contains("OPENED"), "{o:?}");
     assert!(o.stderr.contains("Operation not permitted"), "{o:?}");
     assert_eq!(p.sh("head -c 4 /dev/urandom | wc -c").stdout.trim(), "4");
+    // A block device that exists on this host: only the device cgroup can refuse it.
+    if let Some((major, minor, name)) = host_block_device() {
+        let script = format!(
+            "mknod /dev/hostdisk b {major} {minor} && echo MADE; \
+             head -c 1 /dev/hostdisk > /dev/null && echo OPENED; exit 0"
+        );
+        let o = p.sh(&script);
+        assert_eq!(o.stdout, "MADE\n", "{name} ({major}:{minor}): {o:?}");
+        assert!(
+            o.stderr.contains("Operation not permitted"),
+            "{name}: {o:?}"
+        );
+    } else {
+        println!("no host block device in /proc/partitions: real-device check not run");
+    }
+}
+
+/// (major, minor, name) of the first whole disk in /proc/partitions.
+fn host_block_device() -> Option<(u32, u32, String)> {
+    let parts = std::fs::read_to_string("/proc/partitions").ok()?;
+    parts.lines().skip(2).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (maj, min, name) = (f.first()?.parse().ok()?, f.get(1)?.parse().ok()?, f.get(3)?);
+        // Skip loop (7), ram (1) and zram devices: they may have no backing.
+        (maj != 7
+            && maj != 1
+            && !name.starts_with("zram")
+            && std::path::Path::new(&format!("/sys/block/{name}")).exists())
+        .then(|| (maj, min, name.to_string()))
+    })
 }
 
 #[test]
