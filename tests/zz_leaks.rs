@@ -1,45 +1,168 @@
 //! Runs last (cargo runs integration test binaries in name order): after the whole suite,
-//! no pelagos mount, monitor process or container cgroup may remain.
+//! no mount, monitor process or container cgroup of this run may remain.
+//!
+//! On a CI machine nothing else runs, but a shared development machine may run another
+//! copy of the suite at the same time, so leftovers are attributed: this run's temp dirs
+//! and CLI environment carry `common::run_token()`. Anything nobody can own any more (a
+//! container cgroup with no live monitor behind it) is a leak whoever made it.
 
 mod common;
+
+use common::{all_pids, proc_ppid_state, proc_strings, run_token};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Whether `pid` is a live (non-zombie) pelagos container monitor.
+fn is_monitor(pid: i32) -> bool {
+    proc_ppid_state(pid).is_some_and(|(_, st)| st != 'Z')
+        && proc_strings(pid, "cmdline")
+            .iter()
+            .any(|a| a == "__monitor")
+}
+
+/// Whether a monitor belongs to this test run (by the environment it inherited).
+fn monitor_is_ours(pid: i32, token: &str) -> bool {
+    let want = format!("{}={token}", common::RUN_TOKEN_VAR);
+    let env = proc_strings(pid, "environ");
+    env.contains(&want)
+        || env.iter().any(|e| {
+            e.strip_prefix("PELAGOS_DATA_ROOT=")
+                .is_some_and(|d| d.contains(&format!("pelagos-test-{token}-")))
+        })
+}
+
+fn our_monitors(token: &str) -> Vec<String> {
+    all_pids()
+        .into_iter()
+        .filter(|p| is_monitor(*p) && monitor_is_ours(*p, token))
+        .map(|p| format!("{p}: {}", proc_strings(p, "environ").join(" ")))
+        .collect()
+}
+
+fn our_mounts(token: &str) -> Vec<String> {
+    let needle = format!("pelagos-test-{token}-");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Our own cgroup in each hierarchy: (mountpoint, path below it) from /proc/self/cgroup,
+/// matched to the mounts by controller list (v1) or the empty one (v2).
+fn own_pelagos_dirs() -> Vec<PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut dirs = Vec::new();
+    for (mp, fstype, opts) in common::cgroup_mounts() {
+        let opts: BTreeSet<&str> = opts.split(',').collect();
+        for l in own.lines() {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+            let matches = if fstype == "cgroup2" {
+                ctrls.is_empty()
+            } else {
+                !ctrls.is_empty() && ctrls.split(',').all(|c| opts.contains(c))
+            };
+            if matches {
+                dirs.push(mp.join(path.trim_start_matches('/')).join("pelagos"));
+            }
+        }
+    }
+    dirs
+}
+
+/// Processes in the cgroup directory `d`.
+fn procs(d: &Path) -> Vec<i32> {
+    std::fs::read_to_string(d.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// The nearest live monitor among `pid`'s ancestors.
+fn monitor_of(mut pid: i32) -> Option<i32> {
+    for _ in 0..16 {
+        let (ppid, _) = proc_ppid_state(pid)?;
+        if ppid <= 1 {
+            return None;
+        }
+        if is_monitor(ppid) {
+            return Some(ppid);
+        }
+        pid = ppid;
+    }
+    None
+}
+
+/// Container cgroups that are leaks: no process (nothing will ever remove it), or
+/// processes none of which has a live monitor, or processes supervised by our monitors.
+fn leaked_cgroups(token: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for parent in own_pelagos_dirs() {
+        let Ok(rd) = std::fs::read_dir(&parent) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let d = e.path();
+            let ps = procs(&d);
+            let monitors: Vec<i32> = ps.iter().filter_map(|p| monitor_of(*p)).collect();
+            let why = if ps.is_empty() {
+                Some("no processes".to_string())
+            } else if monitors.is_empty() {
+                Some(format!("processes {ps:?} without a monitor"))
+            } else if monitors.iter().any(|m| monitor_is_ours(*m, token)) {
+                Some(format!(
+                    "processes {ps:?} of this run's monitors {monitors:?}"
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                out.push(format!("{}: {why}", d.display()));
+            }
+        }
+    }
+    out
+}
 
 #[test]
 fn nothing_is_left_behind() {
     if common::fixtures().is_none() {
-        eprintln!("skipped: needs root and PELAGOS_FIXTURES");
         return;
     }
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let leaked: Vec<&str> = mountinfo
-        .lines()
-        .filter(|l| l.contains("pelagos-test-"))
-        .collect();
-    assert!(leaked.is_empty(), "mounts left behind: {leaked:#?}");
-
-    let mut monitors = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, r)| r.starts_with('Z'));
-        if !zombie && cmd.split(|b| *b == 0).any(|a| a == b"__monitor") {
-            monitors.push(name);
-        }
-    }
+    let token = run_token();
+    // Sanity of the attribution: this process sees the token the harness uses.
+    assert!(token.contains('.'), "{token}");
+    let dirs = own_pelagos_dirs();
     assert!(
-        monitors.is_empty(),
-        "monitor processes left running: {monitors:?}"
+        !dirs.is_empty() || common::cgroup_mounts().is_empty(),
+        "could not locate our own cgroups"
     );
 
-    let mut cgroups = Vec::new();
-    for (mp, _, _) in common::cgroup_mounts() {
-        common::find_pelagos_children(&mp, 0, &mut |p| cgroups.push(p.to_path_buf()));
-    }
+    // Leftovers must be gone, not just going: a cgroup of another run that is being set
+    // up or torn down right now is empty for an instant, so a leak has to last.
+    let stable = |f: &dyn Fn() -> Vec<String>| {
+        let mut last = f();
+        common::poll_until(Duration::from_secs(3), || {
+            last = f();
+            last.is_empty()
+        });
+        last
+    };
+    let mounts = stable(&|| our_mounts(&token));
+    assert!(mounts.is_empty(), "mounts left behind: {mounts:#?}");
+    let monitors = stable(&|| our_monitors(&token));
+    assert!(
+        monitors.is_empty(),
+        "monitor processes left running: {monitors:#?}"
+    );
+    let cgroups = stable(&|| leaked_cgroups(&token));
     assert!(
         cgroups.is_empty(),
         "container cgroups left behind: {cgroups:#?}"

@@ -35,6 +35,54 @@ pub fn fixtures() -> Option<PathBuf> {
     }
 }
 
+/// Environment variable carrying [`run_token`] into every CLI process (and so into every
+/// container monitor, which inherits the CLI's environment).
+pub const RUN_TOKEN_VAR: &str = "PELAGOS_TEST_RUN";
+
+/// Identifies one `cargo test` run: the parent process (cargo, shared by every test binary
+/// of the run) and its start time. Temp dirs are named `pelagos-test-<token>-*` and the CLI
+/// gets `PELAGOS_TEST_RUN=<token>`, so zz_leaks.rs can tell this run's leftovers from those
+/// of another run going on at the same time on a shared machine.
+pub fn run_token() -> String {
+    let ppid = std::os::unix::process::parent_id();
+    format!("{ppid}.{}", process_start_time(ppid as i32).unwrap_or(0))
+}
+
+/// Field 22 of /proc/PID/stat: start time in clock ticks after boot.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
+}
+
+/// NUL-separated `/proc/PID/<file>` (cmdline, environ) as strings.
+pub fn proc_strings(pid: i32, file: &str) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// Parent PID and state letter from /proc/PID/stat.
+pub fn proc_ppid_state(pid: i32) -> Option<(i32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat.rsplit_once(") ")?.1.split(' ');
+    let state = f.next()?.chars().next()?;
+    Some((f.next()?.parse().ok()?, state))
+}
+
+/// Every PID visible in /proc.
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub struct Pelagos {
     pub dir: tempfile::TempDir,
     pub data: PathBuf,
@@ -78,7 +126,7 @@ impl Pelagos {
     pub fn with_images(archives: &[&str]) -> Option<Pelagos> {
         let fixtures = fixtures()?;
         let dir = tempfile::Builder::new()
-            .prefix("pelagos-test-")
+            .prefix(&format!("pelagos-test-{}-", run_token()))
             .tempdir()
             .expect("create temp dir");
         let p = Pelagos {
@@ -105,6 +153,7 @@ impl Pelagos {
         c.args(args)
             .env("PELAGOS_DATA_ROOT", &self.data)
             .env("PELAGOS_RUN_ROOT", &self.run_root)
+            .env(RUN_TOKEN_VAR, run_token())
             .env_remove("PELAGOS_LOG")
             .env("RUST_BACKTRACE", "1");
         c
