@@ -262,6 +262,24 @@ fn rm_of_running_container_needs_force() {
 }
 
 #[test]
+#[ignore = "BUG: `rm -f` of a running `run -d --rm` container exits 1 with `No such container: \
+            <id>` (every time): Engine::remove kills the process, the monitor's auto-remove \
+            deletes the record, then remove() fails on the vanished container; docker rm -f \
+            succeeds and prints the name"]
+fn rm_force_of_auto_remove_container_succeeds() {
+    let Some(p) = Pelagos::new() else { return };
+    let id = p
+        .ok(&[
+            "run", "-d", "--rm", "--name", "autorm", "busybox", "sleep", "1000",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(p.ok(&["rm", "-f", "autorm"]), "autorm\n");
+    assert!(p.all_ids().is_empty());
+    assert!(!p.container_dirs().contains(&id));
+}
+
+#[test]
 fn container_prune_removes_only_stopped() {
     let Some(p) = Pelagos::new() else { return };
     let running = p.detached(&[], "exec sleep 1000");
@@ -781,8 +799,6 @@ fn tty_allocates_a_pty() {
 #[test]
 fn init_is_pid1_and_reaps_orphans() {
     let Some(p) = Pelagos::new() else { return };
-    // (Detached containers that never exit on their own: see the ignored
-    // `init_container_exit_never_hangs` for why no --init container here exits by itself.)
     let ps = |name: &str| p.ok(&["exec", name, "ps", "-o", "pid,stat,comm"]);
     let zombies = |name: &str| {
         ps(name)
@@ -833,13 +849,17 @@ fn init_is_pid1_and_reaps_orphans() {
             ps("withinit")
         );
     }
+    // The reaper forwards signals: SIGTERM reaches sleep (PID 2), which dies of it, and
+    // the reaper exits with the command's status.
+    let t0 = Instant::now();
+    p.ok(&["stop", "-t", "10", "withinit"]);
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(p.inspect("withinit", "{{.State.ExitCode}}"), "143");
 }
 
+// Regression test: the reaper once missed its child's exit now and then (the command a
+// zombie, the reaper asleep in rt_sigtimedwait, `run` hanging forever), ~1 run in 50-100.
 #[test]
-#[ignore = "BUG: with --init the reaper (engine/src/runtime/init.rs reap_loop) sometimes \
-            never notices its child's exit: the command is a zombie (PPid = reaper), the \
-            reaper sits in rt_sigtimedwait with SIGCHLD in the wait set but not pending, \
-            and `run` hangs forever; about 1 run in 50-100"]
 fn init_container_exit_never_hangs() {
     let Some(p) = Pelagos::new() else { return };
     for i in 0..150 {
@@ -878,6 +898,52 @@ fn top_and_stats_show_the_container() {
 }
 
 // ---------------------------------------------------------------- invalid input, images
+
+/// Runs the CLI with stdout on a pipe whose reader is already gone (`pelagos ps | head -0`).
+fn run_into_closed_pipe(p: &Pelagos, args: &[&str]) -> common::Out {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fresh descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both are ours; the read end is dropped at once.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(r);
+    let o = p
+        .cmd(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(w))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    common::Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+#[ignore = "BUG: listing commands panic when stdout is a closed pipe (`pelagos ps -a | head -0`, \
+            `pelagos images | head -0`, `pelagos inspect X | head -1` on long output): \
+            `failed printing to stdout: Broken pipe` from println! in src/format.rs, exit 101 \
+            with a backtrace"]
+fn closed_stdout_pipe_is_not_a_panic() {
+    let Some(p) = Pelagos::new() else { return };
+    let id = p.ok(&["create", "busybox", "true"]).trim().to_string();
+    for args in [
+        vec!["ps", "-a"],
+        vec!["images"],
+        vec!["inspect", &id],
+        vec!["logs", &id],
+    ] {
+        let o = run_into_closed_pipe(&p, &args);
+        assert!(
+            !o.stderr.contains("panicked") && o.code != 101,
+            "`pelagos {}` into a closed pipe: {o:?}",
+            args.join(" ")
+        );
+    }
+}
 
 #[test]
 fn invalid_memory_creates_nothing() {

@@ -150,7 +150,7 @@ fn no_host_fd_leaks_into_containers_or_execs() {
 /// runc CVE-2019-5736: pelagos code running inside a container (the --init reaper here)
 /// is non-dumpable, so /proc/1/exe cannot be opened to reach the host binary; the binary
 /// is unchanged afterwards. (The container is detached and killed by `rm -f`, so the
-/// reaper never has to notice an exit; see containers.rs `init_container_exit_never_hangs`.)
+/// reaper never has to notice an exit; see containers.rs `init_container_exit_never_hangs`, a past bug.)
 #[test]
 fn host_binary_is_not_reachable_through_proc_exe() {
     let Some(p) = Pelagos::new() else { return };
