@@ -20,6 +20,11 @@ fn main() {
     {
         engine::runtime::monitor::main();
     }
+    // Like other command-line tools, end quietly when our output pipe closes
+    // (`pelagos ps | head -1`) instead of panicking in println!. The monitor (above) keeps
+    // Rust's ignored SIGPIPE: it must survive attach clients going away.
+    // SAFETY: restoring the default disposition before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PELAGOS_LOG")

@@ -262,10 +262,6 @@ fn rm_of_running_container_needs_force() {
 }
 
 #[test]
-#[ignore = "BUG: `rm -f` of a running `run -d --rm` container exits 1 with `No such container: \
-            <id>` (every time): Engine::remove kills the process, the monitor's auto-remove \
-            deletes the record, then remove() fails on the vanished container; docker rm -f \
-            succeeds and prints the name"]
 fn rm_force_of_auto_remove_container_succeeds() {
     let Some(p) = Pelagos::new() else { return };
     let id = p
@@ -923,10 +919,6 @@ fn run_into_closed_pipe(p: &Pelagos, args: &[&str]) -> common::Out {
 }
 
 #[test]
-#[ignore = "BUG: listing commands panic when stdout is a closed pipe (`pelagos ps -a | head -0`, \
-            `pelagos images | head -0`, `pelagos inspect X | head -1` on long output): \
-            `failed printing to stdout: Broken pipe` from println! in src/format.rs, exit 101 \
-            with a backtrace"]
 fn closed_stdout_pipe_is_not_a_panic() {
     let Some(p) = Pelagos::new() else { return };
     let id = p.ok(&["create", "busybox", "true"]).trim().to_string();

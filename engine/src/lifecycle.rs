@@ -432,7 +432,16 @@ impl Engine {
                 m.wait(Some(Duration::from_secs(30)));
             }
         }
-        let _lock = self.containers.lock(&c.record.id)?;
+        // An auto-remove container may have been deleted by its monitor meanwhile: then
+        // there is nothing left to do, as with Docker.
+        let _lock = match self.containers.lock(&c.record.id) {
+            Ok(l) => l,
+            Err(Error::NoSuchContainer(_)) if c.record.host_config.auto_remove => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if c.record.host_config.auto_remove && !self.paths(&c.record.id).record().exists() {
+            return Ok(());
+        }
         // Normally the monitor has removed the cgroup; if it died, whatever still runs in
         // the cgroup is killed and the cgroup removed here, so nothing outlives `rm`.
         if let Some(paths) = c.state.cgroup.clone() {
