@@ -43,9 +43,12 @@ pub fn report(e: &CliError) -> i32 {
             CliError::Engine(engine::Error::StartFailed { exit_code, .. }) => *exit_code,
             _ => 125,
         },
+        // Docker's CLI exits 1 when the engine refused a request, whatever the reason;
+        // bad invocations (usage) are 125.
+        CliError::Usage(_) => 125,
         _ => match e.kind() {
-            ErrorKind::InvalidArgument => 125,
-            ErrorKind::NotFound
+            ErrorKind::InvalidArgument
+            | ErrorKind::NotFound
             | ErrorKind::Conflict
             | ErrorKind::NotModified
             | ErrorKind::Unavailable

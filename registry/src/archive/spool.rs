@@ -159,7 +159,17 @@ pub fn clean(path: &str) -> String {
 }
 
 fn index(file: &File) -> Result<HashMap<String, Node>> {
-    let wrap = |e: io::Error| Error::io("reading image archive", e);
+    // The tar crate quotes raw header bytes in its messages; a garbage file would put
+    // binary noise on the user's terminal. Keep printable text only, and not much of it.
+    let wrap = |e: io::Error| {
+        let text: String = e
+            .to_string()
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .take(120)
+            .collect();
+        Error::archive(format!("not a valid tar archive: {text}"))
+    };
     let mut archive = tar::Archive::new(file);
     let mut nodes = HashMap::new();
     for entry in archive.entries_with_seek().map_err(wrap)? {
