@@ -15,16 +15,17 @@ fn registry() -> Option<String> {
     r
 }
 
-/// Pushes a fixture archive to the test registry with skopeo.
-fn skopeo_push(p: &Pelagos, archive: &str, dest: &str) {
-    let src = format!("docker-archive:{}", p.fixtures.join(archive).display());
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            &src,
-            &format!("docker://{dest}"),
-        ])
+/// Copies an image into the test registry with skopeo (`src` in skopeo's transport
+/// syntax), optionally as an authenticated user.
+fn skopeo_copy(src: &str, dest: &str, creds: Option<&str>) {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["copy", "--dest-tls-verify=false"]);
+    if let Some(c) = creds {
+        cmd.args(["--dest-creds", c]);
+    }
+    let out = cmd
+        .arg(src)
+        .arg(format!("docker://{dest}"))
         .output()
         .expect("run skopeo");
     assert!(
@@ -32,6 +33,12 @@ fn skopeo_push(p: &Pelagos, archive: &str, dest: &str) {
         "skopeo: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Pushes a fixture archive to the test registry.
+fn skopeo_push(p: &Pelagos, archive: &str, dest: &str) {
+    let src = format!("docker-archive:{}", p.fixtures.join(archive).display());
+    skopeo_copy(&src, dest, None);
 }
 
 fn fixture_id(p: &Pelagos, name: &str) -> String {
@@ -125,20 +132,10 @@ fn tampered_blob_is_rejected_and_nothing_is_stored() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let src = format!("docker-archive:{}", archive.display());
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            &src,
-            &format!("docker://{name}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    skopeo_copy(
+        &format!("docker-archive:{}", archive.display()),
+        &name,
+        None,
     );
     // Corrupt our layer's blob in the registry's storage, found by its unique content
     // (skopeo may have gzip'd it).
@@ -205,22 +202,7 @@ fn login_pull_logout_with_basic_auth() {
         "docker-archive:{}",
         p.fixtures.join("busybox.tar").display()
     );
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            "pelagos:pelagos-secret",
-            &src,
-            &format!("docker://{name}"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    skopeo_copy(&src, &name, Some("pelagos:pelagos-secret"));
     // Private docker config for this test.
     let cfg_dir = p.dir.path().join("docker-config");
     let with_cfg = |args: &[&str]| {
