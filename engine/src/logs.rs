@@ -41,9 +41,6 @@ pub struct LogWriter {
     size: u64,
     max_size: u64,
     max_file: u32,
-    /// Whether the last record of each stream ended mid-line, so the next chunk's first
-    /// line keeps its original timestamp semantics (a continuation, not a new line).
-    pending: [bool; 3],
 }
 
 impl LogWriter {
@@ -63,7 +60,6 @@ impl LogWriter {
             size,
             max_size,
             max_file: max_file.max(1),
-            pending: [false; 3],
         })
     }
 
@@ -77,7 +73,6 @@ impl LogWriter {
                 None => (rest, true),
             };
             self.write_record(stream, partial, ts, line)?;
-            self.pending[stream as usize] = partial;
             rest = &rest[line.len()..];
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! Where the engine keeps things. Data (kept across reboots) lives under the data root,
 //! runtime state (sockets, generated specs) under the run root, which a reboot clears.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/pelagos";
 pub const DEFAULT_RUN_ROOT: &str = "/run/pelagos";
@@ -92,8 +92,4 @@ impl ContainerPaths {
     pub fn attach_socket(&self) -> PathBuf {
         self.run_dir.join("attach.sock")
     }
-}
-
-pub fn ensure_dir(p: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(p)
 }

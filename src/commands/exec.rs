@@ -2,7 +2,7 @@
 
 use super::Ctx;
 use crate::cli::ExecArgs;
-use crate::errors::{CliError, CliResult};
+use crate::errors::CliResult;
 use crate::run_opts::{expand_env, read_env_file};
 use crate::terminal;
 use engine::runtime::exec::{self, ExecOptions};
@@ -81,9 +81,4 @@ fn relay_pty(master: OwnedFd, interactive: bool) {
             }
         }
     }
-}
-
-#[allow(dead_code)]
-fn usage(m: &str) -> CliError {
-    CliError::Usage(m.into())
 }

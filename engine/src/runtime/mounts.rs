@@ -4,7 +4,6 @@
 use crate::error::{Error, Result};
 use nix::mount::{MsFlags, mount};
 use oci_spec::runtime::Mount;
-use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -339,10 +338,6 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
         copy_owner_mode(&md, &to)?;
     }
     Ok(())
-}
-
-pub fn is_dir(p: &OsStr) -> bool {
-    fs::metadata(p).is_ok_and(|m| m.is_dir())
 }
 
 #[cfg(test)]
