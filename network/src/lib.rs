@@ -1,4 +1,945 @@
 //! Container networking: bridges, veth pairs, IPAM, NAT and published ports, embedded DNS.
 //!
 //! The engine takes a prepared network-namespace path, so this crate plugs in without the
-//! engine knowing how the namespace was wired. The bridge driver lands with the network issue.
+//! engine knowing how the namespace was wired: [`Networks::setup`] makes and pins a
+//! namespace, wires it to every requested network and publishes ports; the container's
+//! monitor calls [`Networks::teardown`] when the container exits.
+//!
+//! Everything here is synchronous (netlink calls run on a private current-thread runtime)
+//! so the CLI, the monitor and a future API daemon (from `spawn_blocking`) call it alike.
+//!
+//! State: network definitions under `<data-root>/networks` (persistent); live endpoints
+//! (address leases), sandboxes and namespace pins under `<run-root>/net`, which a reboot
+//! clears together with the kernel objects they describe.
+
+pub mod config;
+pub mod dns;
+pub mod error;
+pub mod firewall;
+mod fsutil;
+pub mod ipam;
+pub mod ipnet;
+pub mod model;
+pub mod netlink;
+pub mod ports;
+
+pub use config::NetConfig;
+pub use error::{Error, Kind, Result};
+pub use model::{
+    Endpoint, EndpointConfig, EndpointIpamConfig, Ipam, IpamConfig, Network, NetworkContainer,
+    PortMapping, Sandbox,
+};
+
+use firewall::{BridgeRules, Firewall, PortRule, Ruleset};
+use fsutil::{Lock, read_json, remove_if_exists, write_json};
+use ipnet::Ipv4Net;
+use netlink::{Nl, NsTarget};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// Host-wide lock for picking subnets and creating bridges: different data roots (test
+/// runs, a second instance) must not pick the same free range at the same time.
+const GLOBAL_LOCK: &str = "/run/pelagos-network.lock";
+
+/// `network create` options (Docker's NetworkCreateRequest, flattened).
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub name: String,
+    /// `bridge` (default); `host`/`null` are built in and cannot be created.
+    pub driver: String,
+    pub subnet: Option<String>,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// The container a sandbox belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerRef {
+    pub id: String,
+    pub name: String,
+}
+
+/// What [`Networks::setup`] wires.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxRequest {
+    pub container: ContainerRef,
+    /// Network name or ID with the container's settings for it, in attach order.
+    pub networks: Vec<(String, EndpointConfig)>,
+    pub ports: Vec<PortMapping>,
+}
+
+/// What the container needs to know after [`Networks::setup`].
+#[derive(Debug, Clone, Default)]
+pub struct SandboxInfo {
+    pub sandbox: Sandbox,
+    pub endpoints: Vec<Endpoint>,
+    /// The embedded DNS server for resolv.conf (a user-defined network's gateway).
+    pub dns_server: Option<Ipv4Addr>,
+}
+
+/// The network service of one data root.
+pub struct Networks {
+    pub cfg: NetConfig,
+    fw: Box<dyn Firewall + Send + Sync>,
+}
+
+impl Networks {
+    pub fn open(data_root: &Path, run_root: &Path) -> Result<Self> {
+        Ok(Networks {
+            cfg: NetConfig::load(data_root, run_root)?,
+            fw: Box::new(firewall::Nft),
+        })
+    }
+
+    fn net_file(&self, id: &str) -> PathBuf {
+        self.cfg.networks_dir().join(format!("{id}.json"))
+    }
+    fn store_lock(&self) -> Result<Lock> {
+        Lock::exclusive(&self.cfg.networks_dir().join(".lock"))
+    }
+    pub(crate) fn endpoints_dir(&self, net_id: &str) -> PathBuf {
+        self.cfg.run_dir().join("endpoints").join(net_id)
+    }
+    fn endpoint_file(&self, net_id: &str, cid: &str) -> PathBuf {
+        self.endpoints_dir(net_id).join(format!("{cid}.json"))
+    }
+    pub(crate) fn net_lock(&self, net_id: &str) -> Result<Lock> {
+        Lock::exclusive(
+            &self
+                .cfg
+                .run_dir()
+                .join("endpoints")
+                .join(format!("{net_id}.lock")),
+        )
+    }
+    fn sandbox_file(&self, cid: &str) -> PathBuf {
+        self.cfg.run_dir().join("sandboxes").join(format!("{cid}.json"))
+    }
+    /// Where a container's namespace is pinned (Docker's SandboxKey).
+    pub fn netns_pin(&self, cid: &str) -> PathBuf {
+        self.cfg.run_dir().join("netns").join(cid)
+    }
+
+    // ---- networks ------------------------------------------------------------------
+
+    fn stored(&self) -> Result<Vec<Network>> {
+        let dir = self.cfg.networks_dir();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(Error::path(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json")
+                && let Some(n) = read_json::<Network>(&p)?
+            {
+                out.push(n);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Built-in `host` and `none` networks: fixed per data root, never stored.
+    fn builtin(&self, name: &str, driver: &str) -> Network {
+        use sha2::Digest;
+        let id = hex::encode(sha2::Sha256::digest(
+            format!("{}:{name}", self.cfg.data_root.display()).as_bytes(),
+        ));
+        Network {
+            name: name.into(),
+            id,
+            created: String::new(),
+            scope: "local".into(),
+            driver: driver.into(),
+            ipam: Ipam {
+                driver: "default".into(),
+                ..Default::default()
+            },
+            attachable: false,
+            ..Default::default()
+        }
+    }
+
+    /// Every network, the built-in ones included, the default bridge made if missing.
+    pub fn list(&self) -> Result<Vec<Network>> {
+        self.ensure_default()?;
+        let mut v = self.stored()?;
+        v.push(self.builtin("host", "host"));
+        v.push(self.builtin("none", "null"));
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    /// By exact ID, exact name, or unique ID prefix (Docker's lookup order).
+    pub fn find(&self, what: &str) -> Result<Network> {
+        let all = self.list()?;
+        if let Some(n) = all.iter().find(|n| n.id == what || n.name == what) {
+            return Ok(n.clone());
+        }
+        let m: Vec<&Network> = all.iter().filter(|n| n.id.starts_with(what)).collect();
+        match m.as_slice() {
+            [one] if !what.is_empty() => Ok((*one).clone()),
+            [] | [_] => Err(Error::NoSuchNetwork(what.to_string())),
+            _ => Err(Error::invalid(format!(
+                "network {what} is ambiguous ({} matches found based on ID prefix)",
+                m.len()
+            ))),
+        }
+    }
+
+    /// With `Containers` filled from the live endpoints.
+    pub fn inspect(&self, what: &str) -> Result<Network> {
+        let mut n = self.find(what)?;
+        for ep in self.network_endpoints(&n.id)? {
+            n.containers.insert(
+                ep.container_id.clone(),
+                NetworkContainer {
+                    name: ep.container_name.clone(),
+                    endpoint_id: ep.endpoint_id.clone(),
+                    mac_address: ep.mac_address.clone(),
+                    ipv4_address: format!("{}/{}", ep.ip_address, ep.ip_prefix_len),
+                    ipv6_address: String::new(),
+                },
+            );
+        }
+        Ok(n)
+    }
+
+    /// The default `bridge` network: stored on first use, its bridge made with it.
+    fn ensure_default(&self) -> Result<()> {
+        if self.stored()?.iter().any(|n| n.is_default_bridge()) {
+            return Ok(());
+        }
+        let _g = Lock::exclusive(Path::new(GLOBAL_LOCK))?;
+        self.make_default_if_missing()
+    }
+
+    /// Host routes plus every network of this root: what a new subnet must not overlap.
+    fn taken_subnets(&self, nl: &Nl) -> Result<Vec<Ipv4Net>> {
+        let mut taken = nl.host_routes()?;
+        for n in self.stored()? {
+            for c in &n.ipam.config {
+                if let Ok(s) = c.subnet.parse() {
+                    taken.push(s);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    fn pick_subnet(&self, nl: &Nl) -> Result<Ipv4Net> {
+        ipam::pick_subnet(&self.cfg.pools, &self.taken_subnets(nl)?)
+    }
+
+    /// `network create`. Docker's errors: duplicate name (409), overlapping pool, bad CIDR.
+    pub fn create(&self, req: CreateRequest) -> Result<Network> {
+        let driver = if req.driver.is_empty() {
+            "bridge"
+        } else {
+            req.driver.as_str()
+        };
+        match driver {
+            "bridge" => {}
+            "host" | "null" => {
+                return Err(Error::invalid(format!(
+                    "only one instance of \"{driver}\" network is allowed"
+                )));
+            }
+            other => {
+                return Err(Error::NoSuchNetwork(format!(
+                    "plugin \"{other}\" not found"
+                )));
+            }
+        }
+        validate_name(&req.name)?;
+        if matches!(req.name.as_str(), "bridge" | "host" | "none" | "default") {
+            return Err(Error::Conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        let subnet: Option<Ipv4Net> = req.subnet.as_deref().map(str::parse).transpose()?;
+        let gateway: Option<Ipv4Addr> = req
+            .gateway
+            .as_deref()
+            .map(|g| {
+                g.parse()
+                    .map_err(|_| Error::invalid(format!("invalid gateway address: {g}")))
+            })
+            .transpose()?;
+        let range = match req.ip_range.as_deref() {
+            Some(r) => Some(ipnet::parse_cidr_loose(r)?.1),
+            None => None,
+        };
+        if subnet.is_none() && (gateway.is_some() || range.is_some()) {
+            return Err(Error::invalid(
+                "invalid pool request: --gateway and --ip-range require --subnet",
+            ));
+        }
+        if let (Some(s), Some(g)) = (subnet, gateway)
+            && !s.contains(g)
+        {
+            return Err(Error::invalid(format!(
+                "invalid pool request: gateway {g} is not in subnet {s}"
+            )));
+        }
+        if let (Some(s), Some(r)) = (subnet, range)
+            && !s.contains_net(&r)
+        {
+            return Err(Error::invalid(format!(
+                "invalid pool request: ip range {r} is not in subnet {s}"
+            )));
+        }
+        let _g = Lock::exclusive(Path::new(GLOBAL_LOCK))?;
+        self.make_default_if_missing()?;
+        let _l = self.store_lock()?;
+        let existing = self.stored()?;
+        if existing.iter().any(|n| n.name == req.name) {
+            return Err(Error::Conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        let nl = Nl::open()?;
+        let subnet = match subnet {
+            Some(s) => {
+                let ours = existing
+                    .iter()
+                    .flat_map(|n| n.ipam.config.iter())
+                    .filter_map(|c| c.subnet.parse::<Ipv4Net>().ok())
+                    .find(|o| o.overlaps(&s));
+                if let Some(o) = ours {
+                    return Err(Error::Conflict(format!(
+                        "invalid pool request: Pool overlaps with other one on this address space ({o})"
+                    )));
+                }
+                if let Some(r) = nl.host_routes()?.into_iter().find(|r| r.overlaps(&s)) {
+                    return Err(Error::Conflict(format!(
+                        "invalid pool request: Pool overlaps with a route on this host ({r})"
+                    )));
+                }
+                s
+            }
+            None => self.pick_subnet(&nl)?,
+        };
+        let gateway = match gateway {
+            Some(g) => g,
+            None => subnet
+                .nth(1)
+                .ok_or_else(|| Error::invalid(format!("subnet {subnet} is too small")))?,
+        };
+        let id = random_id();
+        let mut options = req.options.clone();
+        options
+            .entry(model::OPT_BRIDGE_NAME.into())
+            .or_insert_with(|| format!("br-{}", &id[..12]));
+        let n = Network {
+            name: req.name.clone(),
+            id,
+            created: now(),
+            scope: "local".into(),
+            driver: "bridge".into(),
+            ipam: Ipam {
+                driver: "default".into(),
+                options: BTreeMap::new(),
+                config: vec![IpamConfig {
+                    subnet: subnet.to_string(),
+                    ip_range: range.map(|r| r.to_string()).unwrap_or_default(),
+                    gateway: gateway.to_string(),
+                }],
+            },
+            internal: req.internal,
+            attachable: req.attachable,
+            labels: req.labels.clone(),
+            options,
+            ..Default::default()
+        };
+        // The bridge first: if the kernel refuses, nothing is stored.
+        if let Err(e) = self.bring_up(&nl, &n) {
+            if let Some(b) = n.bridge_name() {
+                let _ = nl.delete_link(b);
+            }
+            return Err(e);
+        }
+        if let Err(e) = write_json(&self.net_file(&n.id), &n) {
+            if let Some(b) = n.bridge_name() {
+                let _ = nl.delete_link(b);
+            }
+            return Err(e);
+        }
+        if let Err(e) = self.sync_firewall() {
+            let _ = remove_if_exists(&self.net_file(&n.id));
+            if let Some(b) = n.bridge_name() {
+                let _ = nl.delete_link(b);
+            }
+            let _ = self.sync_firewall();
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    /// For callers holding the global lock.
+    fn make_default_if_missing(&self) -> Result<()> {
+        let l = self.store_lock()?;
+        if self.stored()?.iter().any(|n| n.is_default_bridge()) {
+            return Ok(());
+        }
+        let (gateway, subnet) = match self.cfg.bip {
+            Some(b) => b,
+            None => {
+                let subnet = self.pick_subnet(&Nl::open()?)?;
+                (subnet.nth(1).unwrap_or(subnet.addr()), subnet)
+            }
+        };
+        let mut options = BTreeMap::new();
+        options.insert(model::OPT_DEFAULT_BRIDGE.into(), "true".into());
+        options.insert(model::OPT_BRIDGE_NAME.into(), self.cfg.default_bridge.clone());
+        options.insert(model::OPT_ENABLE_ICC.into(), "true".into());
+        options.insert(model::OPT_MASQUERADE.into(), "true".into());
+        let n = Network {
+            name: "bridge".into(),
+            id: random_id(),
+            created: now(),
+            scope: "local".into(),
+            driver: "bridge".into(),
+            ipam: Ipam {
+                driver: "default".into(),
+                options: BTreeMap::new(),
+                config: vec![IpamConfig {
+                    subnet: subnet.to_string(),
+                    ip_range: String::new(),
+                    gateway: gateway.to_string(),
+                }],
+            },
+            options,
+            ..Default::default()
+        };
+        self.bring_up(&Nl::open()?, &n)?;
+        write_json(&self.net_file(&n.id), &n)?;
+        drop(l);
+        self.sync_firewall()
+    }
+
+    /// Makes the network's bridge exist with its gateway address; a bridge made now (first
+    /// use, or after a reboot) also gets its sysctls and a fresh firewall table.
+    fn bring_up(&self, nl: &Nl, n: &Network) -> Result<u32> {
+        let (bridge, gw, subnet) = bridge_params(n)?;
+        let (idx, created) = nl.ensure_bridge(&bridge, gw, &subnet, &self.cfg.owner_tag)?;
+        if created {
+            // Our own interface's settings only: forwarding for traffic entering from the
+            // bridge, route_localnet so DNAT from 127.0.0.1 to a container is routable.
+            netlink::set_if_sysctl(&bridge, "forwarding", "1")?;
+            netlink::set_if_sysctl(&bridge, "route_localnet", "1")?;
+            if self.cfg.ip_forward && !n.internal {
+                let p = Path::new("/proc/sys/net/ipv4/ip_forward");
+                if std::fs::read_to_string(p).is_ok_and(|v| v.trim() != "1") {
+                    std::fs::write(p, "1").map_err(|e| Error::path(p, e))?;
+                }
+            }
+        }
+        Ok(idx)
+    }
+
+    /// `network rm`: refuses built-in networks and networks with live endpoints.
+    pub fn remove(&self, what: &str) -> Result<()> {
+        let n = self.find(what)?;
+        if n.driver != "bridge" || n.is_default_bridge() {
+            return Err(Error::Conflict(format!(
+                "{} is a pre-defined network and cannot be removed",
+                n.name
+            )));
+        }
+        let _l = self.store_lock()?;
+        let _nl = self.net_lock(&n.id)?;
+        if !self.network_endpoints(&n.id)?.is_empty() {
+            return Err(Error::Conflict(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                n.name, n.id
+            )));
+        }
+        remove_if_exists(&self.net_file(&n.id))?;
+        let _ = std::fs::remove_dir(self.endpoints_dir(&n.id));
+        let _ = remove_if_exists(
+            &self
+                .cfg
+                .run_dir()
+                .join("endpoints")
+                .join(format!("{}.lock", n.id)),
+        );
+        if let Some(b) = n.bridge_name() {
+            Nl::open()?.delete_link(b)?;
+        }
+        self.sync_firewall()
+    }
+
+    /// `network prune`: every user network without endpoints and not in `keep` (networks
+    /// that stopped containers are configured for). Returns the removed names.
+    pub fn prune(&self, keep: &BTreeSet<String>) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for n in self.stored()? {
+            if n.is_default_bridge() || keep.contains(&n.id) || keep.contains(&n.name) {
+                continue;
+            }
+            if self.network_endpoints(&n.id)?.is_empty() && self.remove(&n.id).is_ok() {
+                removed.push(n.name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Deletes every bridge and the firewall table of this data root, and the stored
+    /// networks (uninstall, and the test harness's cleanup of private roots).
+    pub fn destroy_all(&self) -> Result<()> {
+        let nl = Nl::open()?;
+        for b in nl.links_with_alias(&self.cfg.owner_tag)? {
+            nl.delete_link(&b)?;
+        }
+        for n in self.stored()? {
+            if let Some(b) = n.bridge_name() {
+                nl.delete_link(b)?;
+            }
+            remove_if_exists(&self.net_file(&n.id))?;
+        }
+        self.fw.remove(&self.cfg.nft_table)
+    }
+
+    // ---- firewall ------------------------------------------------------------------
+
+    /// Rebuilds our nftables table from the stored networks and live sandboxes' ports.
+    pub fn sync_firewall(&self) -> Result<()> {
+        let _l = Lock::exclusive(&self.cfg.run_dir().join("firewall.lock"))?;
+        let rules = self.ruleset()?;
+        self.fw.apply(&self.cfg.nft_table, &rules)
+    }
+
+    fn ruleset(&self) -> Result<Ruleset> {
+        let mut r = Ruleset::default();
+        for n in self.stored()? {
+            if let Ok((bridge, _, subnet)) = bridge_params(&n) {
+                r.bridges.push(BridgeRules {
+                    bridge,
+                    subnet,
+                    internal: n.internal,
+                    masquerade: n.options.get(model::OPT_MASQUERADE).is_none_or(|v| v != "false"),
+                });
+            }
+        }
+        for sb in self.sandboxes()? {
+            let Ok(target) = sb.port_target.parse::<Ipv4Addr>() else {
+                continue;
+            };
+            for p in &sb.ports {
+                r.ports.push(PortRule {
+                    proto: p.proto.clone(),
+                    host_ip: p.host_ip.parse().ok().filter(|ip: &Ipv4Addr| !ip.is_unspecified()),
+                    host_port: p.host_port,
+                    target,
+                    target_port: p.container_port,
+                });
+            }
+        }
+        Ok(r)
+    }
+
+    fn sandboxes(&self) -> Result<Vec<Sandbox>> {
+        let dir = self.cfg.run_dir().join("sandboxes");
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return Ok(vec![]);
+        };
+        let mut v = Vec::new();
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json")
+                && let Ok(Some(s)) = read_json::<Sandbox>(&p)
+            {
+                v.push(s);
+            }
+        }
+        Ok(v)
+    }
+
+    // ---- endpoints -----------------------------------------------------------------
+
+    /// Live endpoints on a network.
+    pub fn network_endpoints(&self, net_id: &str) -> Result<Vec<Endpoint>> {
+        dns::read_endpoints(&self.endpoints_dir(net_id))
+    }
+
+    /// A container's sandbox, if it has one (running, or died without teardown).
+    pub fn sandbox(&self, cid: &str) -> Result<Option<Sandbox>> {
+        read_json(&self.sandbox_file(cid))
+    }
+
+    /// A container's live endpoints, in attach order.
+    pub fn endpoints(&self, cid: &str) -> Result<Vec<Endpoint>> {
+        let Some(sb) = self.sandbox(cid)? else {
+            return Ok(vec![]);
+        };
+        let mut v = Vec::new();
+        for nid in &sb.networks {
+            if let Some(ep) = read_json::<Endpoint>(&self.endpoint_file(nid, cid))? {
+                v.push(ep);
+            }
+        }
+        Ok(v)
+    }
+
+    /// Makes and pins a network namespace for the container, attaches it to every
+    /// requested network and publishes its ports. On failure nothing is left behind.
+    pub fn setup(&self, req: &SandboxRequest) -> Result<SandboxInfo> {
+        let cid = req.container.id.clone();
+        let mut nets = Vec::new();
+        for (name, cfg) in &req.networks {
+            let n = self.find(name)?;
+            if n.driver != "bridge" {
+                return Err(Error::invalid(format!(
+                    "container cannot be connected to network {} (driver {})",
+                    n.name, n.driver
+                )));
+            }
+            if nets.iter().any(|(m, _): &(Network, EndpointConfig)| m.id == n.id) {
+                continue;
+            }
+            nets.push((n, cfg.clone()));
+        }
+        let pin = self.netns_pin(&cid);
+        // A pin left by a container that died without teardown.
+        let _ = self.teardown(&cid);
+        let mut sandbox = Sandbox {
+            container_id: cid.clone(),
+            netns_path: pin.display().to_string(),
+            ..Default::default()
+        };
+        write_json(&self.sandbox_file(&cid), &sandbox)?;
+        let result = self.setup_inner(req, &nets, &pin, &mut sandbox);
+        if result.is_err() {
+            let _ = self.teardown(&cid);
+        }
+        result
+    }
+
+    fn setup_inner(
+        &self,
+        req: &SandboxRequest,
+        nets: &[(Network, EndpointConfig)],
+        pin: &Path,
+        sandbox: &mut Sandbox,
+    ) -> Result<SandboxInfo> {
+        let container = req.container.clone();
+        let jobs: Vec<(Network, EndpointConfig, String, bool)> = {
+            let mut default_route = true;
+            nets.iter()
+                .enumerate()
+                .map(|(i, (n, c))| {
+                    let route = default_route && !n.internal;
+                    if route {
+                        default_route = false;
+                    }
+                    (n.clone(), c.clone(), format!("eth{i}"), route)
+                })
+                .collect()
+        };
+        // Leases first (each under its network's lock), so concurrent starts never share
+        // an address; then the kernel work in one helper thread.
+        let mut endpoints = Vec::new();
+        for (n, c, ifname, _) in &jobs {
+            let ep = self.lease(n, c, &container, ifname)?;
+            sandbox.networks.push(n.id.clone());
+            write_json(&self.sandbox_file(&container.id), &*sandbox)?;
+            endpoints.push(ep);
+        }
+        let work: Vec<(Network, Endpoint, bool)> = jobs
+            .iter()
+            .zip(endpoints.iter())
+            .map(|((n, _, _, r), ep)| (n.clone(), ep.clone(), *r))
+            .collect();
+        let me = self.cfg.clone();
+        netlink::in_netns(NsTarget::New(pin), move |host, ns, fd| {
+            ns.loopback_up()?;
+            for (n, ep, route) in &work {
+                wire(&me, host, ns, fd, n, ep, *route)?;
+            }
+            Ok(())
+        })?;
+        if !req.ports.is_empty() {
+            let target = endpoints
+                .first()
+                .map(|e| e.ip_address.clone())
+                .ok_or_else(|| Error::invalid("published ports need a network (not none)"))?;
+            let _l = Lock::exclusive(&self.cfg.run_dir().join("ports.lock"))?;
+            let taken: Vec<PortMapping> =
+                self.sandboxes()?.into_iter().flat_map(|s| s.ports).collect();
+            sandbox.ports = ports::allocate(&req.ports, &taken)?;
+            sandbox.port_target = target;
+            write_json(&self.sandbox_file(&container.id), &*sandbox)?;
+            self.sync_firewall()?;
+        }
+        let mut dns_server = None;
+        for (n, _, _, _) in &jobs {
+            if n.has_dns() {
+                dns::ensure_running(self, n)?;
+                if dns_server.is_none() {
+                    dns_server = bridge_params(n).ok().map(|p| p.1);
+                }
+            }
+        }
+        Ok(SandboxInfo {
+            sandbox: sandbox.clone(),
+            endpoints,
+            dns_server,
+        })
+    }
+
+    /// Allocates the address and writes the endpoint record (the lease).
+    fn lease(
+        &self,
+        n: &Network,
+        c: &EndpointConfig,
+        container: &ContainerRef,
+        ifname: &str,
+    ) -> Result<Endpoint> {
+        let (_, gw, subnet) = bridge_params(n)?;
+        let range = n
+            .ipam
+            .config
+            .first()
+            .filter(|c| !c.ip_range.is_empty())
+            .and_then(|c| c.ip_range.parse::<Ipv4Net>().ok());
+        let requested = match c.ipam_config.as_ref().map(|i| i.ipv4_address.as_str()) {
+            Some(s) if !s.is_empty() => {
+                if n.is_default_bridge() {
+                    return Err(Error::invalid(
+                        "user specified IP address is supported on user defined networks only",
+                    ));
+                }
+                Some(s.parse::<Ipv4Addr>().map_err(|_| {
+                    Error::invalid(format!("invalid IPv4 address: {s}"))
+                })?)
+            }
+            _ => None,
+        };
+        if n.is_default_bridge() && !c.aliases.is_empty() {
+            return Err(Error::invalid(
+                "network-scoped alias is supported only for containers in user defined networks",
+            ));
+        }
+        let mac = if c.mac_address.is_empty() {
+            None
+        } else {
+            Some(ipam::parse_mac(&c.mac_address)?)
+        };
+        let _l = self.net_lock(&n.id)?;
+        let path = self.endpoint_file(&n.id, &container.id);
+        if path.exists() {
+            return Err(Error::Conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                container.name, n.name
+            )));
+        }
+        let used: BTreeSet<Ipv4Addr> = self
+            .network_endpoints(&n.id)?
+            .iter()
+            .filter_map(|e| e.ip_address.parse().ok())
+            .collect();
+        let ip = ipam::allocate(&subnet, range.as_ref(), gw, &used, requested)?;
+        let mac = mac.unwrap_or_else(|| ipam::mac_for(ip));
+        let ep = Endpoint {
+            network_id: n.id.clone(),
+            network_name: n.name.clone(),
+            endpoint_id: random_id(),
+            container_id: container.id.clone(),
+            container_name: container.name.clone(),
+            aliases: c.aliases.clone(),
+            ip_address: ip.to_string(),
+            ip_prefix_len: subnet.prefix(),
+            gateway: gw.to_string(),
+            mac_address: ipam::format_mac(&mac),
+            interface: ifname.to_string(),
+            host_veth: format!("veth{}", &random_id()[..7]),
+            config: c.clone(),
+        };
+        write_json(&path, &ep)?;
+        Ok(ep)
+    }
+
+    /// `network connect` for a running container (its namespace pinned at `netns`).
+    pub fn connect(
+        &self,
+        container: &ContainerRef,
+        network: &str,
+        cfg: &EndpointConfig,
+    ) -> Result<Endpoint> {
+        let n = self.find(network)?;
+        if n.driver != "bridge" {
+            return Err(Error::invalid(
+                "container cannot be disconnected from host network or connected to host network",
+            ));
+        }
+        let mut sb = self.sandbox(&container.id)?.ok_or_else(|| {
+            Error::invalid(format!("container {} has no network namespace", container.id))
+        })?;
+        if sb.networks.contains(&n.id) {
+            return Err(Error::Conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                container.name, n.name
+            )));
+        }
+        let used_if: BTreeSet<String> = self
+            .endpoints(&container.id)?
+            .into_iter()
+            .map(|e| e.interface)
+            .collect();
+        let ifname = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used_if.contains(n))
+            .unwrap_or_default();
+        let ep = self.lease(&n, cfg, container, &ifname)?;
+        let pin = PathBuf::from(&sb.netns_path);
+        let (me, n2, ep2) = (self.cfg.clone(), n.clone(), ep.clone());
+        let route = sb.networks.is_empty() && !n.internal;
+        let r = netlink::in_netns(NsTarget::Existing(&pin), move |host, ns, fd| {
+            wire(&me, host, ns, fd, &n2, &ep2, route)
+        });
+        if let Err(e) = r {
+            let _ = remove_if_exists(&self.endpoint_file(&n.id, &container.id));
+            if let Ok(nl) = Nl::open() {
+                let _ = nl.delete_link(&ep.host_veth);
+            }
+            return Err(e);
+        }
+        sb.networks.push(n.id.clone());
+        write_json(&self.sandbox_file(&container.id), &sb)?;
+        if n.has_dns() {
+            dns::ensure_running(self, &n)?;
+        }
+        Ok(ep)
+    }
+
+    /// `network disconnect` of a running container: its veth goes, the lease is released.
+    pub fn disconnect(&self, cid: &str, network: &str) -> Result<()> {
+        let n = self.find(network)?;
+        let Some(mut sb) = self.sandbox(cid)? else {
+            return Ok(());
+        };
+        let path = self.endpoint_file(&n.id, cid);
+        let ep: Option<Endpoint> = read_json(&path)?;
+        if let Some(ep) = ep {
+            Nl::open()?.delete_link(&ep.host_veth)?;
+            let _l = self.net_lock(&n.id)?;
+            remove_if_exists(&path)?;
+        }
+        sb.networks.retain(|x| x != &n.id);
+        write_json(&self.sandbox_file(cid), &sb)
+    }
+
+    /// Undoes [`setup`](Self::setup): releases leases, drops published ports and the
+    /// namespace pin (the kernel then removes the veth pairs). Idempotent; no netlink, so
+    /// the monitor calls it cheaply.
+    pub fn teardown(&self, cid: &str) -> Result<()> {
+        let sb = self.sandbox(cid)?;
+        let had_ports = sb.as_ref().is_some_and(|s| !s.ports.is_empty());
+        let nets: Vec<String> = match &sb {
+            Some(s) => s.networks.clone(),
+            None => vec![],
+        };
+        for nid in nets {
+            let _l = self.net_lock(&nid)?;
+            remove_if_exists(&self.endpoint_file(&nid, cid))?;
+        }
+        netlink::unpin(&self.netns_pin(cid))?;
+        remove_if_exists(&self.sandbox_file(cid))?;
+        if had_ports {
+            self.sync_firewall()?;
+        }
+        Ok(())
+    }
+}
+
+/// Kernel side of one endpoint: the veth pair into the namespace, address, route.
+fn wire(
+    cfg: &NetConfig,
+    host: &Nl,
+    ns: &Nl,
+    fd: &std::os::fd::OwnedFd,
+    n: &Network,
+    ep: &Endpoint,
+    default_route: bool,
+) -> Result<()> {
+    let (bridge, gw, subnet) = bridge_params(n)?;
+    let idx = match host.link_index(&bridge)? {
+        Some(i) => i,
+        None => {
+            // After a reboot: the network is stored but its bridge is gone.
+            let (i, _) = host.ensure_bridge(&bridge, gw, &subnet, &cfg.owner_tag)?;
+            netlink::set_if_sysctl(&bridge, "forwarding", "1")?;
+            netlink::set_if_sysctl(&bridge, "route_localnet", "1")?;
+            i
+        }
+    };
+    let ip: Ipv4Addr = ep
+        .ip_address
+        .parse()
+        .map_err(|_| Error::Internal(format!("bad endpoint address {}", ep.ip_address)))?;
+    let mac = ipam::parse_mac(&ep.mac_address)?;
+    host.create_veth(&ep.host_veth, &ep.interface, mac, fd, idx)?;
+    ns.configure_interface(
+        &ep.interface,
+        ip,
+        subnet.prefix(),
+        default_route.then_some(gw),
+    )
+}
+
+/// (bridge name, gateway, subnet) of a bridge network.
+fn bridge_params(n: &Network) -> Result<(String, Ipv4Addr, Ipv4Net)> {
+    let bridge = n
+        .bridge_name()
+        .ok_or_else(|| Error::Internal(format!("network {} has no bridge", n.name)))?
+        .to_string();
+    let c = n
+        .ipam
+        .config
+        .first()
+        .ok_or_else(|| Error::Internal(format!("network {} has no subnet", n.name)))?;
+    let subnet: Ipv4Net = c.subnet.parse()?;
+    let gw: Ipv4Addr = c
+        .gateway
+        .parse()
+        .map_err(|_| Error::Internal(format!("network {} has a bad gateway", n.name)))?;
+    Ok((bridge, gw, subnet))
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )))
+    }
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 32];
+    let _ = getrandom::fill(&mut b);
+    hex::encode(b)
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}

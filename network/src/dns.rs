@@ -1,0 +1,349 @@
+//! The embedded DNS server of a user-defined network, like podman's aardvark-dns: one tiny
+//! single-threaded process per network (`pelagos __dns`), listening on the network's
+//! gateway address, port 53/udp, in the host namespace. It answers A queries for container
+//! names, aliases and short IDs from the network's live endpoint records (read per query:
+//! a handful of small files, so it can never serve stale data and needs no reload
+//! protocol) and forwards every other query to the host's resolvers. The first container
+//! joining the network starts it; it exits once the network has no endpoints left.
+//!
+//! Uniqueness needs no pid file: the listening socket is the mutex. Starting and the
+//! decision to exit both happen under the network's lock, so a container joining while the
+//! server is leaving always ends up with a running server.
+
+use crate::error::{Error, Result};
+use crate::model::{Endpoint, Network};
+use crate::Networks;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The argument that turns the pelagos binary into a network's DNS server.
+pub const DNS_ARG: &str = "__dns";
+const TTL: u32 = 600;
+
+/// The binary run as DNS server: `PELAGOS_HELPER_EXE` (an API daemon that is not the
+/// pelagos binary), else ourselves.
+fn helper_exe() -> PathBuf {
+    std::env::var_os("PELAGOS_HELPER_EXE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
+}
+
+/// Every endpoint record in a network's endpoint directory.
+pub fn read_endpoints(dir: &Path) -> Result<Vec<Endpoint>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(Error::path(dir, e)),
+    };
+    let mut v = Vec::new();
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with('.') || p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        // A record being replaced or removed right now is simply skipped.
+        if let Ok(Some(ep)) = crate::fsutil::read_json::<Endpoint>(&p) {
+            v.push(ep);
+        }
+    }
+    v.sort_by(|a, b| a.container_id.cmp(&b.container_id));
+    Ok(v)
+}
+
+fn gateway(n: &Network) -> Result<Ipv4Addr> {
+    n.ipam
+        .config
+        .first()
+        .and_then(|c| c.gateway.parse().ok())
+        .ok_or_else(|| Error::Internal(format!("network {} has no gateway", n.name)))
+}
+
+/// Starts the network's DNS server unless one is listening already.
+pub fn ensure_running(nets: &Networks, n: &Network) -> Result<()> {
+    let gw = gateway(n)?;
+    let _l = nets.net_lock(&n.id)?;
+    match UdpSocket::bind(SocketAddrV4::new(gw, 53)) {
+        Ok(probe) => drop(probe),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(()),
+        Err(e) => return Err(Error::io(format!("DNS server address {gw}:53"), e)),
+    }
+    let status = std::process::Command::new(helper_exe())
+        .arg(DNS_ARG)
+        .arg(&nets.cfg.data_root)
+        .arg(&nets.cfg.run_root)
+        .arg(&n.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| Error::io("start DNS server", e))?;
+    if !status.success() {
+        return Err(Error::Internal(format!(
+            "the DNS server of network {} failed to start",
+            n.name
+        )));
+    }
+    Ok(())
+}
+
+/// Entry point of `pelagos __dns DATA RUN NETWORK-ID`. Binds, detaches (the starter waits
+/// for our first process, which exits once the socket is bound), serves. Never returns.
+pub fn main(args: &[String]) -> ! {
+    let code = match args {
+        [data, run, id] => match start(Path::new(data), Path::new(run), id) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("pelagos dns: {e}");
+                1
+            }
+        },
+        _ => 2,
+    };
+    std::process::exit(code)
+}
+
+fn start(data: &Path, run: &Path, id: &str) -> Result<()> {
+    let nets = Networks::open(data, run)?;
+    let n = nets.find(id)?;
+    let sock = UdpSocket::bind(SocketAddrV4::new(gateway(&n)?, 53))
+        .map_err(|e| Error::io("bind DNS socket", e))?;
+    // SAFETY: single-threaded here (no runtime was started: `find` of a stored network does
+    // no netlink work), so fork is safe; the parent only exits.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => return Err(Error::io("fork", e.into())),
+    }
+    let _ = nix::unistd::setsid();
+    serve(&nets, &n, sock);
+    Ok(())
+}
+
+fn upstreams() -> Vec<Ipv4Addr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("nameserver")).then(|| f.next()?.parse().ok())?
+        })
+        .collect()
+}
+
+fn serve(nets: &Networks, n: &Network, sock: UdpSocket) {
+    let dir = nets.endpoints_dir(&n.id);
+    let upstream = upstreams();
+    let mut buf = [0u8; 1500];
+    let mut last_check = Instant::now();
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let rc = unsafe { libc::poll(&mut pfd, 1, 1000) };
+        if rc > 0
+            && let Ok((len, from)) = sock.recv_from(&mut buf)
+        {
+            let eps = read_endpoints(&dir).unwrap_or_default();
+            let reply = match answer(&buf[..len], |name| lookup(&eps, name)) {
+                Reply::Local(r) => Some(r),
+                Reply::Forward => forward(&buf[..len], &upstream),
+                Reply::Drop => None,
+            };
+            if let Some(r) = reply {
+                let _ = sock.send_to(&r, from);
+            }
+        }
+        if last_check.elapsed() >= Duration::from_millis(900) {
+            last_check = Instant::now();
+            if read_endpoints(&dir).is_ok_and(|v| v.is_empty()) {
+                // Decide under the lock a joining container takes to check for us.
+                if let Ok(_l) = nets.net_lock(&n.id)
+                    && read_endpoints(&dir).is_ok_and(|v| v.is_empty())
+                {
+                    drop(sock);
+                    std::process::exit(0);
+                }
+            }
+        }
+    }
+}
+
+fn forward(query: &[u8], upstream: &[Ipv4Addr]) -> Option<Vec<u8>> {
+    for ns in upstream {
+        let Ok(s) = UdpSocket::bind("0.0.0.0:0") else {
+            continue;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.send_to(query, SocketAddrV4::new(*ns, 53)).is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    servfail(query)
+}
+
+/// Addresses for `name` on this network: container name, alias or short/full ID.
+pub fn lookup(eps: &[Endpoint], name: &str) -> Option<Vec<Ipv4Addr>> {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() {
+        return None;
+    }
+    let ips: Vec<Ipv4Addr> = eps
+        .iter()
+        .filter(|e| {
+            e.container_name.eq_ignore_ascii_case(&name)
+                || e.aliases.iter().any(|a| a.eq_ignore_ascii_case(&name))
+                || (name.len() >= 12 && e.container_id.starts_with(&name))
+        })
+        .filter_map(|e| e.ip_address.parse().ok())
+        .collect();
+    (!ips.is_empty()).then_some(ips)
+}
+
+/// What to do with one query datagram.
+#[derive(Debug, PartialEq)]
+pub enum Reply {
+    Local(Vec<u8>),
+    Forward,
+    Drop,
+}
+
+/// Parses one query: names we know are answered here (A records; an empty NOERROR for
+/// other types so clients do not fall through to upstream for our names), others forwarded.
+pub fn answer(q: &[u8], lookup: impl Fn(&str) -> Option<Vec<Ipv4Addr>>) -> Reply {
+    if q.len() < 12 || q[2] & 0x80 != 0 {
+        return Reply::Drop;
+    }
+    let opcode = (q[2] >> 3) & 0x0f;
+    let qdcount = u16::from_be_bytes([q[4], q[5]]);
+    if opcode != 0 || qdcount != 1 {
+        return Reply::Forward;
+    }
+    let mut i = 12;
+    let mut labels = Vec::new();
+    loop {
+        let Some(&len) = q.get(i) else {
+            return Reply::Drop;
+        };
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        if len & 0xc0 != 0 {
+            return Reply::Forward;
+        }
+        let Some(l) = q.get(i..i + len as usize) else {
+            return Reply::Drop;
+        };
+        labels.push(String::from_utf8_lossy(l).into_owned());
+        i += len as usize;
+    }
+    let Some(tail) = q.get(i..i + 4) else {
+        return Reply::Drop;
+    };
+    let qtype = u16::from_be_bytes([tail[0], tail[1]]);
+    let qclass = u16::from_be_bytes([tail[2], tail[3]]);
+    let qend = i + 4;
+    let name = labels.join(".");
+    let Some(ips) = (if qclass == 1 { lookup(&name) } else { None }) else {
+        return Reply::Forward;
+    };
+    let ips: Vec<Ipv4Addr> = if qtype == 1 || qtype == 255 { ips } else { vec![] };
+    let mut r = Vec::with_capacity(qend + ips.len() * 16);
+    r.extend_from_slice(&q[0..2]);
+    // QR, same opcode, AA, RD copied, RA; NOERROR.
+    r.push(0x80 | (q[2] & 0x79) | 0x04);
+    r.push(0x80);
+    r.extend_from_slice(&1u16.to_be_bytes());
+    r.extend_from_slice(&(ips.len() as u16).to_be_bytes());
+    r.extend_from_slice(&[0, 0, 0, 0]);
+    r.extend_from_slice(&q[12..qend]);
+    for ip in ips {
+        r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+        r.extend_from_slice(&TTL.to_be_bytes());
+        r.extend_from_slice(&[0, 4]);
+        r.extend_from_slice(&ip.octets());
+    }
+    Reply::Local(r)
+}
+
+/// SERVFAIL for a query no upstream answered.
+fn servfail(q: &[u8]) -> Option<Vec<u8>> {
+    if q.len() < 12 {
+        return None;
+    }
+    let mut r = q.to_vec();
+    r[2] = 0x80 | (q[2] & 0x79);
+    r[3] = 0x82;
+    Some(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &str, qtype: u16) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+        q
+    }
+
+    fn eps() -> Vec<Endpoint> {
+        vec![Endpoint {
+            container_id: "0123456789abcdef0123".into(),
+            container_name: "web".into(),
+            aliases: vec!["db".into()],
+            ip_address: "10.9.0.2".into(),
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn answers_names_aliases_and_short_ids() {
+        let e = eps();
+        for name in ["web", "WEB", "db", "0123456789ab"] {
+            let Reply::Local(r) = answer(&query(name, 1), |n| lookup(&e, n)) else {
+                panic!("{name} not answered locally");
+            };
+            assert_eq!(&r[0..2], &[0x12, 0x34]);
+            assert_eq!(r[2] & 0x80, 0x80, "QR set");
+            assert_eq!(r[3] & 0x0f, 0, "NOERROR");
+            assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1, "one answer");
+            assert_eq!(&r[r.len() - 4..], &[10, 9, 0, 2]);
+        }
+    }
+
+    #[test]
+    fn aaaa_for_our_name_is_empty_and_others_forward() {
+        let e = eps();
+        let Reply::Local(r) = answer(&query("web", 28), |n| lookup(&e, n)) else {
+            panic!("AAAA for a local name must not be forwarded");
+        };
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0);
+        assert_eq!(answer(&query("example.org", 1), |n| lookup(&e, n)), Reply::Forward);
+        // Too short / a response / truncated question.
+        assert_eq!(answer(&[0; 5], |n| lookup(&e, n)), Reply::Drop);
+        let mut resp = query("web", 1);
+        resp[2] |= 0x80;
+        assert_eq!(answer(&resp, |n| lookup(&e, n)), Reply::Drop);
+        let q = query("web", 1);
+        assert_eq!(answer(&q[..q.len() - 3], |n| lookup(&e, n)), Reply::Drop);
+        assert!(lookup(&e, "0123").is_none(), "short prefixes are not IDs");
+    }
+}
