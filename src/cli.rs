@@ -81,6 +81,90 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List port mappings of a container.
+    Port {
+        container: String,
+        /// PRIVATE_PORT[/PROTO]
+        port: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create(NetworkCreateArgs),
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+    },
+    /// Detailed information on networks.
+    Inspect {
+        #[arg(short, long)]
+        format: Option<String>,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove networks.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    /// Remove all unused networks.
+    Prune {
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Connect a container to a network.
+    Connect {
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
+    /// Not Docker's: deletes this data root's bridges, firewall table and networks
+    /// (uninstall; test cleanup of private roots).
+    #[command(name = "destroy-all", hide = true)]
+    DestroyAll,
+}
+
+#[derive(Args, Debug)]
+pub struct NetworkCreateArgs {
+    #[arg(short, long, default_value = "bridge")]
+    pub driver: String,
+    #[arg(long)]
+    pub subnet: Option<String>,
+    #[arg(long)]
+    pub gateway: Option<String>,
+    #[arg(long = "ip-range")]
+    pub ip_range: Option<String>,
+    #[arg(long)]
+    pub internal: bool,
+    #[arg(long)]
+    pub attachable: bool,
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    #[arg(short = 'o', long = "opt")]
+    pub opts: Vec<String>,
+    pub name: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,6 +309,20 @@ pub struct RunArgs {
     pub shm_size: Option<String>,
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    #[arg(long = "expose")]
+    pub expose: Vec<String>,
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    #[arg(long = "link")]
+    pub link: Vec<String>,
     #[arg(long)]
     pub dns: Vec<String>,
     #[arg(long = "dns-search")]

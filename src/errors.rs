@@ -9,6 +9,8 @@ pub enum CliError {
     Engine(#[from] engine::Error),
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    #[error(transparent)]
+    Network(#[from] network::Error),
     #[error("{0}")]
     Usage(String),
     #[error("{0}")]
@@ -25,6 +27,12 @@ impl CliError {
         match self {
             CliError::Engine(e) => e.kind(),
             CliError::Registry(e) => e.kind(),
+            CliError::Network(e) => match e.kind() {
+                network::Kind::NotFound => ErrorKind::NotFound,
+                network::Kind::Conflict => ErrorKind::Conflict,
+                network::Kind::InvalidArgument => ErrorKind::InvalidArgument,
+                network::Kind::Internal => ErrorKind::Internal,
+            },
             CliError::Usage(_) => ErrorKind::InvalidArgument,
             CliError::Other(_) => ErrorKind::Internal,
             CliError::Run(e) => e.kind(),

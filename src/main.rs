@@ -20,6 +20,10 @@ fn main() {
     {
         engine::runtime::monitor::main();
     }
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == network::dns::DNS_ARG) {
+        network::dns::main(&args[2..]);
+    }
     // Like other command-line tools, end quietly when our output pipe closes
     // (`pelagos ps | head -1`) instead of panicking in println!. The monitor (above) keeps
     // Rust's ignored SIGPIPE: it must survive attach clients going away.

@@ -233,11 +233,64 @@ pub fn create_options(
         }
         None => 0,
     };
-    let network_mode = a.network.clone().unwrap_or_else(|| "none".into());
+    let network_mode = a.network.clone().unwrap_or_else(|| "bridge".into());
+    let mut port_bindings: BTreeMap<String, Vec<engine::model::PortBinding>> = BTreeMap::new();
+    let mut exposed_ports: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for p in &a.publish {
+        for m in network::ports::parse_publish(p).map_err(|e| usage(e.to_string()))? {
+            let key = format!("{}/{}", m.container_port, m.proto);
+            exposed_ports.insert(key.clone(), serde_json::json!({}));
+            port_bindings
+                .entry(key)
+                .or_default()
+                .push(engine::model::PortBinding {
+                    host_ip: m.host_ip,
+                    host_port: if m.host_port == 0 {
+                        String::new()
+                    } else {
+                        m.host_port.to_string()
+                    },
+                });
+        }
+    }
+    for e in &a.expose {
+        let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        let (lo, hi) = port.split_once('-').unwrap_or((port, port));
+        let (lo, hi): (u16, u16) = match (lo.parse(), hi.parse()) {
+            (Ok(l), Ok(h)) if l <= h && l > 0 => (l, h),
+            _ => return Err(usage(format!("invalid range format for --expose: {e}"))),
+        };
+        for p in lo..=hi {
+            exposed_ports.insert(format!("{p}/{proto}"), serde_json::json!({}));
+        }
+    }
+    let mut endpoint = network::EndpointConfig {
+        aliases: a.network_alias.clone(),
+        mac_address: a.mac_address.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    if let Some(ip) = &a.ip {
+        endpoint.ipam_config = Some(network::EndpointIpamConfig {
+            ipv4_address: ip.clone(),
+        });
+    }
+    let mut networks = BTreeMap::new();
+    if !matches!(network_mode.as_str(), "none" | "host" | "default" | "")
+        && !network_mode.starts_with("container:")
+    {
+        networks.insert(network_mode.clone(), endpoint);
+    } else if !a.network_alias.is_empty() || a.ip.is_some() {
+        return Err(usage(
+            "--ip and --network-alias need a bridge or user-defined network",
+        ));
+    }
     let host_config = HostConfig {
         binds: a.volumes.clone(),
         log_config,
         network_mode,
+        port_bindings,
+        publish_all_ports: a.publish_all,
+        links: a.link.clone(),
         restart_policy: match &a.restart {
             Some(r) => parse_restart(r)?,
             None => RestartPolicy {
@@ -302,6 +355,8 @@ pub fn create_options(
         labels,
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
+        exposed_ports,
+        mac_address: a.mac_address.clone().unwrap_or_default(),
         ..Default::default()
     };
     let entrypoint = a.entrypoint.as_ref().map(|e| {
@@ -317,6 +372,7 @@ pub fn create_options(
         config,
         entrypoint,
         host_config,
+        networks,
     })
 }
 

@@ -37,6 +37,8 @@ pub enum Error {
     StartFailed { message: String, exit_code: i32 },
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    #[error(transparent)]
+    Network(#[from] network::Error),
     #[error("cgroups: {0}")]
     Cgroup(String),
     #[error("seccomp: {0}")]
@@ -53,6 +55,12 @@ impl Error {
             Error::InvalidArgument(_) | Error::Json(_) => ErrorKind::InvalidArgument,
             Error::NotModified(..) => ErrorKind::NotModified,
             Error::Registry(e) => e.kind(),
+            Error::Network(e) => match e.kind() {
+                network::Kind::NotFound => ErrorKind::NotFound,
+                network::Kind::Conflict => ErrorKind::Conflict,
+                network::Kind::InvalidArgument => ErrorKind::InvalidArgument,
+                network::Kind::Internal => ErrorKind::Internal,
+            },
             Error::StartFailed { .. } => ErrorKind::InvalidArgument,
             Error::Io { .. }
             | Error::Path { .. }

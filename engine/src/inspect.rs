@@ -82,23 +82,8 @@ pub fn container_json(c: &Container, paths: &ContainerPaths) -> Value {
         },
         "Mounts": mounts,
         "Config": config,
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "Ports": {},
-            "SandboxKey": r.host_config.netns_path.clone().unwrap_or_default(),
-            "Networks": network_entry(&r.host_config.network_mode),
-        },
+        "NetworkSettings": crate::netglue::settings_json(&paths.roots(), r, s.is_running()),
     })
-}
-
-fn network_entry(mode: &str) -> Value {
-    let name = if mode.is_empty() { "none" } else { mode };
-    json!({ name: {
-        "IPAMConfig": null, "Links": null, "Aliases": null, "NetworkID": "", "EndpointID": "",
-        "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "MacAddress": "", "DriverOpts": null
-    }})
 }
 
 /// Docker's human status column: "Up 5 minutes", "Exited (0) 2 seconds ago", "Created".

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod model;
 pub mod mountspec;
+pub mod netglue;
 pub mod paths;
 pub mod runtime;
 pub mod seccomp;

@@ -53,6 +53,8 @@ pub struct CreateOptions {
     /// `Some` when `--entrypoint` was given (even empty), which also drops the image's Cmd.
     pub entrypoint: Option<Vec<String>>,
     pub host_config: HostConfig,
+    /// Docker's NetworkingConfig.EndpointsConfig: per-network aliases, address, MAC.
+    pub networks: BTreeMap<String, network::EndpointConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,11 +136,20 @@ impl Engine {
     pub fn create(&self, opts: CreateOptions) -> Result<ContainerRecord> {
         let id = ids::new_id();
         let config = Self::merge_config(&opts, &id);
-        let hc = opts.host_config.clone();
+        let mut hc = opts.host_config.clone();
         if config.entrypoint.is_empty() && config.cmd.is_empty() {
             return Err(Error::invalid("no command specified"));
         }
         validate_host_config(&hc)?;
+        let mut networks = opts.networks.clone();
+        crate::netglue::prepare(&self.roots, &mut hc, &mut networks, &config.mac_address)?;
+        if let crate::netglue::Mode::Container(other) = crate::netglue::mode(&hc) {
+            self.containers.resolve(other)?;
+        }
+        for l in &hc.links {
+            let target = l.split(':').next().unwrap_or(l);
+            self.containers.resolve(target)?;
+        }
         let name = match &opts.name {
             Some(n) => {
                 let n = ids::validate_name(n)?.to_string();
@@ -148,7 +159,15 @@ impl Engine {
             None => self.containers.reserve_random_name(&id)?,
         };
         let mut created_volumes: Vec<String> = Vec::new();
-        let result = self.create_reserved(&id, &name, config, hc, &opts, &mut created_volumes);
+        let result = self.create_reserved(
+            &id,
+            &name,
+            config,
+            hc,
+            networks,
+            &opts,
+            &mut created_volumes,
+        );
         if result.is_err() {
             self.containers.release_name(&name, &id);
             let _ = crate::fsutil::remove_dir_all_if_exists(&self.paths(&id).dir);
@@ -165,6 +184,7 @@ impl Engine {
         name: &str,
         config: ContainerConfig,
         hc: HostConfig,
+        networks: BTreeMap<String, network::EndpointConfig>,
         opts: &CreateOptions,
         created_volumes: &mut Vec<String>,
     ) -> Result<ContainerRecord> {
@@ -186,6 +206,7 @@ impl Engine {
                 .as_ref()
                 .map(|i| i.layers.iter().map(|p| p.display().to_string()).collect())
                 .unwrap_or_default(),
+            networks,
         };
         if record.layers.is_empty() && record.host_config.rootfs.is_none() {
             return Err(Error::invalid("an image or --rootfs is required"));
@@ -208,9 +229,14 @@ impl Engine {
         if c.state.is_running() {
             return Err(Error::NotModified(id, "started"));
         }
-        let req = match self.start_request(&c, attach.as_ref().map(|a| a.1)) {
+        let mut c = c;
+        let prepared = self
+            .prepare_network(&mut c)
+            .and_then(|()| self.start_request(&c, attach.as_ref().map(|a| a.1)));
+        let req = match prepared {
             Ok(r) => r,
             Err(e) => {
+                crate::netglue::teardown(&self.roots, &id);
                 // Docker removes an auto-remove container whose start failed.
                 if c.record.host_config.auto_remove {
                     let _ = self.containers.delete(&c.record);
@@ -224,8 +250,214 @@ impl Engine {
         std::fs::create_dir_all(&p.run_dir).map_err(|e| Error::path(&p.run_dir, e))?;
         let spec_bytes =
             serde_json::to_vec(&req.spec).map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(&p.spec(), &spec_bytes)?;
-        runtime::spawn::start(&req, attach.map(|a| a.0))
+        let started = write_atomic(&p.spec(), &spec_bytes)
+            .and_then(|()| runtime::spawn::start(&req, attach.map(|a| a.0)));
+        if started.is_err() {
+            // The monitor tears down on its own failures; this covers not reaching it.
+            crate::netglue::teardown(&self.roots, &id);
+        }
+        started
+    }
+
+    /// Wires the container's network for this run and points the record (in memory) at
+    /// the namespace to join; rewrites /etc/hosts and resolv.conf with what it got.
+    fn prepare_network(&self, c: &mut Container) -> Result<()> {
+        use crate::netglue::{self, Mode};
+        let r = &c.record;
+        let p = self.paths(&r.id);
+        let (netns, info) = match netglue::mode(&r.host_config) {
+            Mode::Host => return Ok(()),
+            Mode::None => (None, None),
+            Mode::Container(other) => {
+                let o = self.containers.lookup(other)?;
+                if !o.state.is_running() || o.state.pid <= 0 {
+                    return Err(Error::Conflict(format!(
+                        "cannot join network namespace of a non running container: container {} is exited",
+                        o.record.id
+                    )));
+                }
+                let pin = netglue::open(&self.roots)?
+                    .sandbox(&o.record.id)?
+                    .map(|s| s.netns_path)
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| format!("/proc/{}/ns/net", o.state.pid));
+                (Some(pin), None)
+            }
+            Mode::Networks => {
+                let info = netglue::setup(&self.roots, r)?;
+                (Some(info.sandbox.netns_path.clone()), Some(info))
+            }
+        };
+        let hosts = self.hosts_for(r, info.as_ref());
+        let written = hosts.and_then(|h| write_atomic(&p.hosts(), h.as_bytes()));
+        let written = written.and_then(|()| {
+            let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let mut text = resolv_conf(&host_resolv, &r.host_config);
+            if let Some(dns) = info.as_ref().and_then(|i| i.dns_server)
+                && r.host_config.dns.is_empty()
+            {
+                // The network's embedded DNS server replaces the host's resolvers; it
+                // forwards what it does not know to them.
+                let rest: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with("nameserver"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                text = format!("nameserver {dns}\n{rest}");
+            }
+            write_atomic(&p.resolv_conf(), text.as_bytes())
+        });
+        if let Err(e) = written {
+            netglue::teardown(&self.roots, &r.id);
+            return Err(e);
+        }
+        c.record.host_config.netns_path = netns;
+        Ok(())
+    }
+
+    /// /etc/hosts for this run: localhost lines, the container's own addresses, `--link`
+    /// targets and `--add-host` entries (`host-gateway` is the default bridge's gateway).
+    fn hosts_for(&self, r: &ContainerRecord, info: Option<&network::SandboxInfo>) -> Result<String> {
+        let mut hosts = String::from(BASE_HOSTS);
+        let hostname = &r.config.hostname;
+        if let Some(i) = info {
+            for ep in &i.endpoints {
+                let mut names = vec![hostname.clone()];
+                if !r.config.domainname.is_empty() {
+                    names.insert(0, format!("{hostname}.{}", r.config.domainname));
+                }
+                hosts.push_str(&format!("{}\t{}\n", ep.ip_address, names.join(" ")));
+            }
+        }
+        let mut nets: Option<network::Networks> = None;
+        for l in &r.host_config.links {
+            let (target, alias) = l.split_once(':').unwrap_or((l, l));
+            let t = self.containers.lookup(target)?;
+            if !t.state.is_running() {
+                return Err(Error::invalid(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{alias}",
+                    t.record.name, r.name
+                )));
+            }
+            let n = match &nets {
+                Some(n) => n,
+                None => nets.insert(crate::netglue::open(&self.roots)?),
+            };
+            if let Some(ep) = n.endpoints(&t.record.id)?.first() {
+                let short = crate::ids::short_id(&t.record.id);
+                let mut names = vec![alias.to_string()];
+                for x in [t.record.name.as_str(), short] {
+                    if !names.iter().any(|y| y == x) {
+                        names.push(x.to_string());
+                    }
+                }
+                hosts.push_str(&format!("{}\t{}\n", ep.ip_address, names.join(" ")));
+            }
+        }
+        for h in &r.host_config.extra_hosts {
+            let (name, ip) = split_extra_host(h)?;
+            let ip = if ip == "host-gateway" {
+                let n = match &nets {
+                    Some(n) => n,
+                    None => nets.insert(crate::netglue::open(&self.roots)?),
+                };
+                let bridge = n.find("bridge")?;
+                bridge
+                    .ipam
+                    .config
+                    .first()
+                    .map(|c| c.gateway.clone())
+                    .unwrap_or_default()
+            } else {
+                ip.to_string()
+            };
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
+        Ok(hosts)
+    }
+
+    /// `network connect`: records the network for the next start and, on a running
+    /// container, attaches it now.
+    pub fn network_connect(
+        &self,
+        network: &str,
+        what: &str,
+        cfg: network::EndpointConfig,
+    ) -> Result<()> {
+        let id = self.containers.resolve(what)?;
+        let _lock = self.containers.lock(&id)?;
+        let c = self.containers.load(&id)?;
+        let nets = crate::netglue::open(&self.roots)?;
+        let n = nets.find(network)?;
+        if crate::netglue::mode(&c.record.host_config) != crate::netglue::Mode::Networks {
+            return Err(Error::invalid(format!(
+                "container cannot be connected to network {}: it uses network mode {}",
+                n.name, c.record.host_config.network_mode
+            )));
+        }
+        let already = c
+            .record
+            .networks
+            .keys()
+            .any(|k| nets.find(k).is_ok_and(|m| m.id == n.id));
+        if already {
+            return Err(Error::Conflict(format!(
+                "endpoint with name {} already exists in network {}",
+                c.record.name, n.name
+            )));
+        }
+        if n.is_default_bridge() && !cfg.aliases.is_empty() {
+            return Err(Error::invalid(
+                "network-scoped aliases are only supported for user-defined networks",
+            ));
+        }
+        if c.state.is_running() {
+            nets.connect(
+                &network::ContainerRef {
+                    id: c.record.id.clone(),
+                    name: c.record.name.clone(),
+                },
+                &n.id,
+                &cfg,
+            )?;
+        }
+        let mut rec = c.record.clone();
+        rec.networks.insert(n.name.clone(), cfg);
+        self.containers.save_record(&rec)
+    }
+
+    /// `network disconnect`.
+    pub fn network_disconnect(&self, network: &str, what: &str) -> Result<()> {
+        let id = self.containers.resolve(what)?;
+        let _lock = self.containers.lock(&id)?;
+        let c = self.containers.load(&id)?;
+        let nets = crate::netglue::open(&self.roots)?;
+        let n = nets.find(network)?;
+        let key = c
+            .record
+            .networks
+            .keys()
+            .find(|k| nets.find(k).is_ok_and(|m| m.id == n.id))
+            .cloned()
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "container {} is not connected to network {}",
+                    c.record.id, n.name
+                ))
+            })?;
+        if c.state.is_running() {
+            nets.disconnect(&c.record.id, &n.id)?;
+        }
+        let mut rec = c.record.clone();
+        rec.networks.remove(&key);
+        if rec.host_config.network_mode == key {
+            // Docker keeps the mode; a container left on no network starts with none.
+            rec.host_config.network_mode = match rec.networks.keys().next() {
+                Some(k) => k.clone(),
+                None => "none".into(),
+            };
+        }
+        self.containers.save_record(&rec)
     }
 
     fn start_request(&self, c: &Container, attach: Option<AttachStreams>) -> Result<StartRequest> {
@@ -447,6 +679,7 @@ impl Engine {
         if let Some(paths) = c.state.cgroup.clone() {
             crate::cgroups_glue::ContainerCgroup::from_paths(paths).destroy()?;
         }
+        crate::netglue::teardown(&self.roots, &c.record.id);
         self.containers.delete(&c.record)?;
         if volumes {
             self.remove_anonymous_volumes(&c.record);
@@ -486,6 +719,7 @@ pub fn remove_after_exit(roots: &Roots, id: &str) -> Result<()> {
     let e = Engine::open(roots.clone())?;
     let c = e.containers.load(id)?;
     let _lock = e.containers.lock(id)?;
+    crate::netglue::teardown(roots, id);
     e.containers.delete(&c.record)?;
     e.remove_anonymous_volumes(&c.record);
     Ok(())
@@ -529,12 +763,26 @@ fn validate_host_config(hc: &HostConfig) -> Result<()> {
             )));
         }
     }
-    match hc.network_mode.as_str() {
-        "" | "none" | "host" | "default" | "bridge" => Ok(()),
-        other => Err(Error::invalid(format!(
-            "network mode {other:?} is not supported yet (none, host)"
-        ))),
+    for h in &hc.extra_hosts {
+        split_extra_host(h)?;
     }
+    Ok(())
+}
+
+const BASE_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+/// `--add-host name:ip` (or `name=ip`); the ip may be `host-gateway`.
+fn split_extra_host(h: &str) -> Result<(&str, &str)> {
+    let (name, ip) = h
+        .split_once('=')
+        .or_else(|| h.split_once(':'))
+        .ok_or_else(|| Error::invalid(format!("invalid argument \"{h}\" for \"--add-host\"")))?;
+    if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(Error::invalid(format!(
+            "invalid argument \"{h}\" for \"--add-host\": invalid IP address in add-host: \"{ip}\""
+        )));
+    }
+    Ok((name, ip))
 }
 
 fn log_options(hc: &HostConfig) -> Result<LogOptions> {
@@ -557,18 +805,13 @@ fn write_etc_files(r: &ContainerRecord, p: &ContainerPaths) -> Result<()> {
     let c = &r.config;
     let hc = &r.host_config;
     write_atomic(&p.hostname(), format!("{}\n", c.hostname).as_bytes())?;
-    let mut hosts = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-    );
+    // Rewritten at every start with the run's addresses; `host-gateway` resolves then.
+    let mut hosts = String::from(BASE_HOSTS);
     for h in &hc.extra_hosts {
-        // Docker accepts host:ip and host=ip.
-        let (name, ip) = h
-            .split_once('=')
-            .or_else(|| h.split_once(':'))
-            .ok_or_else(|| {
-                Error::invalid(format!("invalid argument \"{h}\" for \"--add-host\""))
-            })?;
-        hosts.push_str(&format!("{ip}\t{name}\n"));
+        let (name, ip) = split_extra_host(h)?;
+        if ip != "host-gateway" {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
     }
     write_atomic(&p.hosts(), hosts.as_bytes())?;
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

@@ -32,6 +32,17 @@ pub struct ContainerConfig {
     pub stop_signal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
+    /// `--mac-address` (Docker keeps it here in older API versions).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub mac_address: String,
+}
+
+/// One host side of a published port (Docker's PortBinding).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    pub host_ip: String,
+    pub host_port: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -103,6 +114,12 @@ pub struct HostConfig {
     pub binds: Vec<String>,
     pub log_config: LogConfig,
     pub network_mode: String,
+    /// `-p`: "80/tcp" -> host bindings (an empty HostPort means any free port).
+    pub port_bindings: BTreeMap<String, Vec<PortBinding>>,
+    /// `-P`: every exposed port on a free host port.
+    pub publish_all_ports: bool,
+    /// `--link name[:alias]` (default bridge only): /etc/hosts entries.
+    pub links: Vec<String>,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
     pub cap_add: Vec<String>,
@@ -180,4 +197,7 @@ pub struct ContainerRecord {
     pub mounts: Vec<MountPoint>,
     /// Image layer directories, bottom to top, captured at create time.
     pub layers: Vec<String>,
+    /// Networks to join at start (Docker's NetworkingConfig.EndpointsConfig), by the
+    /// name or ID the user gave; `connect`/`disconnect` edit it.
+    pub networks: BTreeMap<String, network::EndpointConfig>,
 }

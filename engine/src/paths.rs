@@ -47,6 +47,16 @@ pub struct ContainerPaths {
 }
 
 impl ContainerPaths {
+    /// The roots these paths were made from (`new` puts them two levels up).
+    pub fn roots(&self) -> Roots {
+        let up2 = |p: &std::path::Path| {
+            p.parent()
+                .and_then(|p| p.parent())
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default()
+        };
+        Roots::new(up2(&self.dir), up2(&self.run_dir))
+    }
     pub fn new(roots: &Roots, id: &str) -> Self {
         ContainerPaths {
             dir: roots.container_dir(id),

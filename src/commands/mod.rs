@@ -4,6 +4,7 @@ mod container;
 mod exec;
 mod images;
 mod logs;
+mod network;
 mod ps;
 mod stats;
 mod volumes;
@@ -78,5 +79,7 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
             ImageCommand::Tag { source, target } => images::tag(&ctx, &source, &target),
         },
         Command::Volume(v) => volumes::volume(&ctx, v),
+        Command::Network(n) => network::network(&ctx, n),
+        Command::Port { container, port } => network::port(&ctx, &container, port.as_deref()),
     }
 }

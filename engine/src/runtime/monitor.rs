@@ -99,6 +99,9 @@ fn run(start: OwnedFd) -> Result<()> {
                 st.pid = 0;
                 let _ = st.save(&paths.state());
             }
+            if req.netns_path.is_some() {
+                crate::netglue::teardown(&req.roots, &req.id);
+            }
             let _ = sync::send(start.as_fd(), &SyncMsg::Failed { message, exit_code }, None);
             if req.auto_remove {
                 let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.id);
@@ -622,6 +625,11 @@ fn finish(
 ) {
     let oom = cgroup.oom_killed();
     let _ = cgroup.destroy();
+    // Before the exit is recorded, so whoever waits for it finds the addresses released
+    // and the published ports gone.
+    if req.netns_path.is_some() {
+        crate::netglue::teardown(&req.roots, &req.id);
+    }
     if let Ok(mut st) = ContainerState::load(&paths.state()) {
         st.status = Status::Exited;
         st.exit_code = code;
