@@ -447,6 +447,22 @@ impl Networks {
         Ok(idx)
     }
 
+    /// Before wiring, on the caller's (host-namespace) thread, since /proc/sys/net shows
+    /// the namespace of whoever reads it: the bridge exists (it is gone after a reboot)
+    /// and forwards. Checked per attach because writing net.ipv4.ip_forward (anyone may)
+    /// resets every interface's forwarding flag, ours included.
+    fn bridge_ready(&self, n: &Network) -> Result<()> {
+        let (bridge, _, _) = bridge_params(n)?;
+        match netlink::get_if_sysctl(&bridge, "forwarding") {
+            None => {
+                self.bring_up(&Nl::open()?, n)?;
+            }
+            Some(v) if v != "1" => netlink::set_if_sysctl(&bridge, "forwarding", "1")?,
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
     /// `network rm`: refuses built-in networks and networks with live endpoints.
     pub fn remove(&self, what: &str) -> Result<()> {
         let n = self.find(what)?;
@@ -660,11 +676,14 @@ impl Networks {
             .zip(endpoints.iter())
             .map(|((n, _, _, r), ep)| (n.clone(), ep.clone(), *r))
             .collect();
-        let me = self.cfg.clone();
+        for (n, _, _, _) in &jobs {
+            self.bridge_ready(n)?;
+        }
+        let tag = self.cfg.owner_tag.clone();
         netlink::in_netns(NsTarget::New(pin), move |host, ns, fd| {
             ns.loopback_up()?;
             for (n, ep, route) in &work {
-                wire(&me, host, ns, fd, n, ep, *route)?;
+                wire(host, ns, fd, n, ep, *route, &tag)?;
             }
             Ok(())
         })?;
@@ -802,10 +821,14 @@ impl Networks {
             .unwrap_or_default();
         let ep = self.lease(&n, cfg, container, &ifname)?;
         let pin = PathBuf::from(&sb.netns_path);
-        let (me, n2, ep2) = (self.cfg.clone(), n.clone(), ep.clone());
+        if let Err(e) = self.bridge_ready(&n) {
+            let _ = remove_if_exists(&self.endpoint_file(&n.id, &container.id));
+            return Err(e);
+        }
+        let (n2, ep2, tag) = (n.clone(), ep.clone(), self.cfg.owner_tag.clone());
         let route = sb.networks.is_empty() && !n.internal;
         let r = netlink::in_netns(NsTarget::Existing(&pin), move |host, ns, fd| {
-            wire(&me, host, ns, fd, &n2, &ep2, route)
+            wire(host, ns, fd, &n2, &ep2, route, &tag)
         });
         if let Err(e) = r {
             let _ = remove_if_exists(&self.endpoint_file(&n.id, &container.id));
@@ -864,31 +887,24 @@ impl Networks {
 
 /// Kernel side of one endpoint: the veth pair into the namespace, address, route.
 fn wire(
-    cfg: &NetConfig,
     host: &Nl,
     ns: &Nl,
     fd: &std::os::fd::OwnedFd,
     n: &Network,
     ep: &Endpoint,
     default_route: bool,
+    tag: &str,
 ) -> Result<()> {
     let (bridge, gw, subnet) = bridge_params(n)?;
-    let idx = match host.link_index(&bridge)? {
-        Some(i) => i,
-        None => {
-            // After a reboot: the network is stored but its bridge is gone.
-            let (i, _) = host.ensure_bridge(&bridge, gw, &subnet, &cfg.owner_tag)?;
-            netlink::set_if_sysctl(&bridge, "forwarding", "1")?;
-            netlink::set_if_sysctl(&bridge, "route_localnet", "1")?;
-            i
-        }
-    };
+    let idx = host
+        .link_index(&bridge)?
+        .ok_or_else(|| Error::Internal(format!("bridge {bridge} of network {} is gone", n.name)))?;
     let ip: Ipv4Addr = ep
         .ip_address
         .parse()
         .map_err(|_| Error::Internal(format!("bad endpoint address {}", ep.ip_address)))?;
     let mac = ipam::parse_mac(&ep.mac_address)?;
-    host.create_veth(&ep.host_veth, &ep.interface, mac, fd, idx)?;
+    host.create_veth(&ep.host_veth, &ep.interface, mac, fd, idx, tag)?;
     ns.configure_interface(
         &ep.interface,
         ip,

@@ -67,7 +67,7 @@ impl Nl {
             return Ok((i, false));
         }
         let h = self.handle.clone();
-        let msg = LinkBridge::new(name).alias(alias).build();
+        let msg = LinkBridge::new(name).build();
         let created = self.rt.block_on(async move { h.link().add(msg).execute().await });
         match created {
             Ok(()) => {}
@@ -75,6 +75,7 @@ impl Nl {
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
             Err(e) => return Err(Error::netlink(format!("create bridge {name}"), e)),
         }
+        self.set_alias(name, alias)?;
         let idx = self
             .link_index(name)?
             .ok_or_else(|| Error::Internal(format!("bridge {name} vanished")))?;
@@ -147,6 +148,7 @@ impl Nl {
         mac: [u8; 6],
         netns: &OwnedFd,
         bridge: u32,
+        alias: &str,
     ) -> Result<()> {
         let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
@@ -161,7 +163,17 @@ impl Nl {
         let h = self.handle.clone();
         self.rt
             .block_on(async move { h.link().add(msg).execute().await })
-            .map_err(|e| Error::netlink(format!("create veth {host}"), e))
+            .map_err(|e| Error::netlink(format!("create veth {host}"), e))?;
+        self.set_alias(host, alias)
+    }
+
+    /// IFLA_IFALIAS (the kernel ignores it in RTM_NEWLINK, so it is a separate set).
+    pub fn set_alias(&self, name: &str, alias: &str) -> Result<()> {
+        let h = self.handle.clone();
+        let msg = LinkUnspec::new_with_name(name).alias(alias).build();
+        self.rt
+            .block_on(async move { h.link().set(msg).execute().await })
+            .map_err(|e| Error::netlink(format!("alias of {name}"), e))
     }
 
     /// Inside the container: bring `lo` up.
@@ -250,6 +262,12 @@ impl Nl {
 pub fn set_if_sysctl(ifname: &str, key: &str, value: &str) -> Result<()> {
     let p = PathBuf::from(format!("/proc/sys/net/ipv4/conf/{ifname}/{key}"));
     std::fs::write(&p, value).map_err(|e| Error::path(&p, e))
+}
+
+pub fn get_if_sysctl(ifname: &str, key: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{ifname}/{key}"))
+        .ok()
+        .map(|v| v.trim().to_string())
 }
 
 /// Which namespace a [`in_netns`] job runs in.

@@ -135,6 +135,12 @@ impl Pelagos {
             dir,
             fixtures,
         };
+        // Each harness's data root gets its own default bridge and nft table (names derive
+        // from the root). Leave the host's global net.ipv4.ip_forward alone: our bridges
+        // forward through their own per-interface flag, which is all the tests need.
+        std::fs::create_dir_all(&p.data).expect("create data root");
+        std::fs::write(p.data.join("daemon.json"), r#"{"ip-forward": false}"#)
+            .expect("write daemon.json");
         for a in archives {
             let path = p.fixtures.join(a);
             assert!(
@@ -356,6 +362,18 @@ impl Drop for Pelagos {
             let _ = Command::new(BIN)
                 .args(["rm", "-f", "-v"])
                 .args(&ids)
+                .env("PELAGOS_DATA_ROOT", &self.data)
+                .env("PELAGOS_RUN_ROOT", &self.run_root)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        // Bridges, veths and the nft table of this private root (nothing if it never
+        // used the network).
+        if self.data.join("networks").exists() {
+            let _ = Command::new(BIN)
+                .args(["network", "destroy-all"])
                 .env("PELAGOS_DATA_ROOT", &self.data)
                 .env("PELAGOS_RUN_ROOT", &self.run_root)
                 .stdin(Stdio::null())
