@@ -91,8 +91,7 @@ fn veths(p: &Pelagos) -> Vec<String> {
 #[test]
 fn default_bridge_addresses_the_container_and_reaches_the_gateway() {
     let Some(p) = Pelagos::new() else { return };
-    let bridge: Value =
-        serde_json::from_str(&p.ok(&["network", "inspect", "bridge"])).unwrap();
+    let bridge: Value = serde_json::from_str(&p.ok(&["network", "inspect", "bridge"])).unwrap();
     let cfg = &bridge[0]["IPAM"]["Config"][0];
     let gw = cfg["Gateway"].as_str().unwrap().to_string();
     let subnet = cfg["Subnet"].as_str().unwrap().to_string();
@@ -100,8 +99,17 @@ fn default_bridge_addresses_the_container_and_reaches_the_gateway() {
         "ip -4 addr show eth0 | grep inet; ip route | grep default; ping -c1 -W2 {gw} >/dev/null && echo gw-ok"
     ));
     assert_eq!(o.code, 0, "{o:?}");
-    let prefix = subnet.rsplit_once('.').unwrap().0.rsplit_once('.').unwrap().0;
-    assert!(o.stdout.contains(&format!("inet {prefix}.")), "{o:?} vs {subnet}");
+    let prefix = subnet
+        .rsplit_once('.')
+        .unwrap()
+        .0
+        .rsplit_once('.')
+        .unwrap()
+        .0;
+    assert!(
+        o.stdout.contains(&format!("inet {prefix}.")),
+        "{o:?} vs {subnet}"
+    );
     assert!(o.stdout.contains(&format!("default via {gw}")), "{o:?}");
     assert!(o.stdout.contains("gw-ok"), "{o:?}");
     // Docker's ls columns, with the built-in networks.
@@ -109,7 +117,10 @@ fn default_bridge_addresses_the_container_and_reaches_the_gateway() {
     let head: Vec<&str> = ls.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(head, ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]);
     for n in ["bridge", "host", "none"] {
-        assert!(ls.lines().any(|l| l.split_whitespace().nth(1) == Some(n)), "{ls}");
+        assert!(
+            ls.lines().any(|l| l.split_whitespace().nth(1) == Some(n)),
+            "{ls}"
+        );
     }
     // The default subnet avoids every route that existed before it.
     assert!(!subnet.is_empty());
@@ -123,7 +134,10 @@ fn inspect_shows_endpoint_settings_and_ports() {
     assert!(ns["IPAddress"].as_str().unwrap().contains('.'), "{ns}");
     assert!(ns["Gateway"].as_str().unwrap().contains('.'), "{ns}");
     assert_eq!(ns["IPPrefixLen"].as_u64().unwrap(), 16, "{ns}");
-    assert!(ns["MacAddress"].as_str().unwrap().starts_with("02:42:"), "{ns}");
+    assert!(
+        ns["MacAddress"].as_str().unwrap().starts_with("02:42:"),
+        "{ns}"
+    );
     assert_eq!(ns["NetworkID"].as_str().unwrap().len(), 64);
     assert_eq!(ns["EndpointID"].as_str().unwrap().len(), 64);
     let key = p.inspect(&id, "{{.NetworkSettings.SandboxKey}}");
@@ -136,16 +150,44 @@ fn inspect_shows_endpoint_settings_and_ports() {
     assert_eq!(host_port(&p, &id, "80/tcp"), port);
     assert!(port > 0);
     p.ok(&["rm", "-f", &id]);
-    assert!(!std::path::Path::new(&key).exists(), "netns pin left: {key}");
+    assert!(
+        !std::path::Path::new(&key).exists(),
+        "netns pin left: {key}"
+    );
 }
 
 #[test]
 fn network_none_and_host_modes_still_work() {
     let Some(p) = Pelagos::new() else { return };
-    let o = p.out(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "ls /sys/class/net"]);
-    assert_eq!(o.stdout.split_whitespace().collect::<Vec<_>>(), ["lo"], "{o:?}");
-    let o = p.out(&["run", "--rm", "--network", "host", "busybox", "sh", "-c", "ls /sys/class/net"]);
-    assert!(o.stdout.contains("lo") && o.stdout.split_whitespace().count() > 1, "{o:?}");
+    let o = p.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net",
+    ]);
+    assert_eq!(
+        o.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["lo"],
+        "{o:?}"
+    );
+    let o = p.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net",
+    ]);
+    assert!(
+        o.stdout.contains("lo") && o.stdout.split_whitespace().count() > 1,
+        "{o:?}"
+    );
 }
 
 // ---------------------------------------------------------------- ports
@@ -200,7 +242,9 @@ fn published_udp_port_answers_on_loopback() {
     c.set_read_timeout(Some(SECS_5)).unwrap();
     c.send_to(b"ping", ("127.0.0.1", port)).unwrap();
     let mut buf = [0u8; 64];
-    let (n, _) = c.recv_from(&mut buf).expect("UDP reply through the published port");
+    let (n, _) = c
+        .recv_from(&mut buf)
+        .expect("UDP reply through the published port");
     assert_eq!(&buf[..n], b"echo:ping");
     server.join().unwrap();
 }
@@ -223,12 +267,23 @@ fn published_port_reachable_from_another_container_through_the_host_address() {
     });
     assert!(ok, "{last}");
     let o = p.out(&[
-        "run", "--rm", "--network", &{
+        "run",
+        "--rm",
+        "--network",
+        &{
             net(&p, "other", &[]);
             "other".to_string()
-        }, "busybox", "wget", "-q", "-O-", &format!("http://{gw}:{port}/"),
+        },
+        "busybox",
+        "wget",
+        "-q",
+        "-O-",
+        &format!("http://{gw}:{port}/"),
     ]);
-    assert!(o.stdout.contains("hello-hairpin"), "from another network: {o:?}");
+    assert!(
+        o.stdout.contains("hello-hairpin"),
+        "from another network: {o:?}"
+    );
 }
 
 #[test]
@@ -237,17 +292,39 @@ fn port_already_taken_is_an_error_and_leaves_nothing() {
     let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let busy = l.local_addr().unwrap().port();
     let spec = format!("{busy}:80");
-    p.fails(&["run", "--rm", "-p", &spec, "busybox", "true"], 125, "port is already allocated");
+    p.fails(
+        &["run", "--rm", "-p", &spec, "busybox", "true"],
+        125,
+        "port is already allocated",
+    );
     // Taken by another container's mapping (no socket holds a DNAT'd port).
     drop(l);
     let id = p.detached(&["-p", &spec], "sleep 60");
-    p.fails(&["run", "--rm", "-p", &spec, "busybox", "true"], 125, "port is already allocated");
-    assert!(poll_until(SECS_5, || p.all_ids() == vec![id.clone()]), "{:?}", p.all_ids());
-    let sandboxes = std::fs::read_dir(p.run_root.join("net/sandboxes")).unwrap().count();
+    p.fails(
+        &["run", "--rm", "-p", &spec, "busybox", "true"],
+        125,
+        "port is already allocated",
+    );
+    assert!(
+        poll_until(SECS_5, || p.all_ids() == vec![id.clone()]),
+        "{:?}",
+        p.all_ids()
+    );
+    let sandboxes = std::fs::read_dir(p.run_root.join("net/sandboxes"))
+        .unwrap()
+        .count();
     assert_eq!(sandboxes, 1, "a sandbox was left by the failed run");
     // The failed run's namespace (and veth) goes asynchronously.
-    assert!(poll_until(SECS_5, || veths(&p).len() == 1), "{:?}", veths(&p));
-    assert!(p.fails(&["run", "-p", "1.2.3:80:80", "busybox", "true"], 125, "invalid").len() > 0);
+    assert!(
+        poll_until(SECS_5, || veths(&p).len() == 1),
+        "{:?}",
+        veths(&p)
+    );
+    p.fails(
+        &["run", "-p", "1.2.3:80:80", "busybox", "true"],
+        125,
+        "invalid",
+    );
 }
 
 // ---------------------------------------------------------------- user networks
@@ -257,7 +334,14 @@ fn containers_resolve_each_other_by_name_alias_and_short_id() {
     let Some(p) = Pelagos::new() else { return };
     net(&p, "appnet", &[]);
     let id = p.detached(
-        &["--network", "appnet", "--name", "web", "--network-alias", "db"],
+        &[
+            "--network",
+            "appnet",
+            "--name",
+            "web",
+            "--network-alias",
+            "db",
+        ],
         &web_script("dns"),
     );
     let ip = ip_on(&p, "web", "appnet");
@@ -270,16 +354,27 @@ fn containers_resolve_each_other_by_name_alias_and_short_id() {
         ),
     ]);
     assert_eq!(o.code, 0, "{o:?}");
-    let gw = networks_of(&p, "web")["appnet"]["Gateway"].as_str().unwrap().to_string();
+    let gw = networks_of(&p, "web")["appnet"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(o.stdout.contains(&format!("nameserver {gw}")), "{o:?}");
-    assert_eq!(o.stdout.matches(&format!("Address: {ip}")).count(), 3, "{o:?}");
+    assert_eq!(
+        o.stdout.matches(&format!("Address: {ip}")).count(),
+        3,
+        "{o:?}"
+    );
     assert_eq!(o.stdout.matches("hello-dns").count(), 2, "{o:?}");
     // The network lists its endpoint.
     let n: Value = serde_json::from_str(&p.ok(&["network", "inspect", "appnet"])).unwrap();
     assert_eq!(n[0]["Containers"][&id]["Name"], "web", "{n}");
     // One DNS server for the network, gone with the last endpoint.
     p.ok(&["rm", "-f", "web"]);
-    assert!(poll_until(SECS_5, || dns_servers(&p).is_empty()), "{:?}", dns_servers(&p));
+    assert!(
+        poll_until(SECS_5, || dns_servers(&p).is_empty()),
+        "{:?}",
+        dns_servers(&p)
+    );
 }
 
 /// Live `pelagos __dns` processes of this harness's data root.
@@ -289,7 +384,8 @@ fn dns_servers(p: &Pelagos) -> Vec<i32> {
         .into_iter()
         .filter(|pid| {
             let a = common::proc_strings(*pid, "cmdline");
-            a.get(1).is_some_and(|x| x == "__dns") && a.get(2) == Some(&root)
+            a.get(1).is_some_and(|x| x == "__dns")
+                && a.get(2) == Some(&root)
                 && common::proc_ppid_state(*pid).is_some_and(|(_, s)| s != 'Z')
         })
         .collect()
@@ -301,20 +397,44 @@ fn default_bridge_has_no_name_resolution_but_links_and_add_host_work() {
     let id = p.detached(&["--name", "target"], "sleep 60");
     let ip = ip_on(&p, &id, "bridge");
     let o = p.out(&[
-        "run", "--rm", "--link", "target:tgt", "--add-host", "foo:10.1.2.3",
-        "--add-host", "gw:host-gateway", "--hostname", "me", "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        "--link",
+        "target:tgt",
+        "--add-host",
+        "foo:10.1.2.3",
+        "--add-host",
+        "gw:host-gateway",
+        "--hostname",
+        "me",
+        "busybox",
+        "sh",
+        "-c",
         "cat /etc/hosts; cat /etc/resolv.conf; ping -c1 -W2 tgt >/dev/null && echo link-ok",
     ]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains(&format!("{ip}\ttgt target")), "{o:?}");
     assert!(o.stdout.contains("10.1.2.3\tfoo"), "{o:?}");
-    let gw = networks_of(&p, &id)["bridge"]["Gateway"].as_str().unwrap().to_string();
+    let gw = networks_of(&p, &id)["bridge"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(o.stdout.contains(&format!("{gw}\tgw")), "{o:?}");
-    assert!(o.stdout.lines().any(|l| l.ends_with("\tme")), "own name: {o:?}");
+    assert!(
+        o.stdout.lines().any(|l| l.ends_with("\tme")),
+        "own name: {o:?}"
+    );
     assert!(o.stdout.contains("link-ok"), "{o:?}");
-    assert!(!o.stdout.contains(&format!("nameserver {gw}")), "no embedded DNS: {o:?}");
+    assert!(
+        !o.stdout.contains(&format!("nameserver {gw}")),
+        "no embedded DNS: {o:?}"
+    );
     // Aliases need a user-defined network, like Docker.
-    p.fails(&["run", "--rm", "--network-alias", "x", "busybox", "true"], 125, "user-defined");
+    p.fails(
+        &["run", "--rm", "--network-alias", "x", "busybox", "true"],
+        125,
+        "user-defined",
+    );
 }
 
 #[test]
@@ -328,12 +448,42 @@ fn networks_are_isolated_and_internal_networks_have_no_way_out() {
     let idi = p.detached(&["--network", "sealed", "--name", "ci"], "sleep 60");
     let ipi = ip_on(&p, &idi, "sealed");
     // Same network: reachable.
-    let o = p.out(&["run", "--rm", "--network", "a", "busybox", "ping", "-c1", "-W2", &ipa]);
+    let o = p.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "a",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W2",
+        &ipa,
+    ]);
     assert_eq!(o.code, 0, "same network: {o:?}");
     // Across networks: refused.
-    let o = p.out(&["run", "--rm", "--network", "b", "busybox", "ping", "-c1", "-W1", &ipa]);
+    let o = p.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "b",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W1",
+        &ipa,
+    ]);
     assert_ne!(o.code, 0, "b reached a: {o:?}");
-    let o = p.out(&["run", "--rm", "--network", "b", "busybox", "ping", "-c1", "-W1", &ipi]);
+    let o = p.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "b",
+        "busybox",
+        "ping",
+        "-c1",
+        "-W1",
+        &ipi,
+    ]);
     assert_ne!(o.code, 0, "b reached sealed: {o:?}");
     // Internal: no default route, the other network unreachable, its own peers fine.
     let o = p.out(&[
@@ -359,7 +509,13 @@ fn connect_and_disconnect_a_running_and_a_created_container() {
     let o = p.out(&["exec", "svc", "sh", "-c", "ip -4 addr | grep -c 'inet '"]);
     assert_eq!(o.stdout.trim(), "3", "lo, eth0, eth1: {o:?}");
     let o = p.out(&[
-        "run", "--rm", "--network", "back", "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        "busybox",
+        "sh",
+        "-c",
         "ping -c1 -W2 api >/dev/null && ping -c1 -W2 svc >/dev/null && echo both",
     ]);
     assert!(o.stdout.contains("both"), "{o:?}");
@@ -371,15 +527,39 @@ fn connect_and_disconnect_a_running_and_a_created_container() {
     let o = p.out(&["exec", &peer, "ping", "-c1", "-W1", &ip_back]);
     assert_ne!(o.code, 0, "still reachable after disconnect: {o:?}");
     assert!(networks_of(&p, &id).get("back").is_none());
-    assert_eq!(veths(&p).len(), 2, "svc's eth0 and the peer's: {:?}", veths(&p));
-    p.fails(&["network", "disconnect", "back", "svc"], 1, "is not connected");
+    assert_eq!(
+        veths(&p).len(),
+        2,
+        "svc's eth0 and the peer's: {:?}",
+        veths(&p)
+    );
+    p.fails(
+        &["network", "disconnect", "back", "svc"],
+        1,
+        "is not connected",
+    );
     // A created container gets both networks when it starts.
-    p.ok(&["create", "--name", "later", "--network", "front", "busybox", "sleep", "60"]);
+    p.ok(&[
+        "create",
+        "--name",
+        "later",
+        "--network",
+        "front",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
     p.ok(&["network", "connect", "back", "later"]);
     p.ok(&["start", "later"]);
     let n = networks_of(&p, "later");
-    assert!(n["front"]["IPAddress"].as_str().unwrap().contains('.'), "{n}");
-    assert!(n["back"]["IPAddress"].as_str().unwrap().contains('.'), "{n}");
+    assert!(
+        n["front"]["IPAddress"].as_str().unwrap().contains('.'),
+        "{n}"
+    );
+    assert!(
+        n["back"]["IPAddress"].as_str().unwrap().contains('.'),
+        "{n}"
+    );
 }
 
 #[test]
@@ -403,7 +583,10 @@ fn concurrent_starts_on_one_network_get_distinct_addresses() {
     p.ok(&["rm", "-f", &ids[0]]);
     let again = p.detached(&["--network", "busy"], "sleep 60");
     let ip = ip_on(&p, &again, "busy");
-    assert!(!ips.is_empty() && ips.contains(&ip), "{ip} not among {ips:?}");
+    assert!(
+        !ips.is_empty() && ips.contains(&ip),
+        "{ip} not among {ips:?}"
+    );
 }
 
 #[test]
@@ -412,10 +595,28 @@ fn static_ip_mac_and_ip_range() {
     let subnet = private_subnet();
     let base = subnet.trim_end_matches("0/24");
     let range = format!("{base}128/25");
-    net(&p, "fixed", &["--subnet", &subnet, "--gateway", &format!("{base}254"), "--ip-range", &range]);
+    net(
+        &p,
+        "fixed",
+        &[
+            "--subnet",
+            &subnet,
+            "--gateway",
+            &format!("{base}254"),
+            "--ip-range",
+            &range,
+        ],
+    );
     let want = format!("{base}10");
     let id = p.detached(
-        &["--network", "fixed", "--ip", &want, "--mac-address", "02:11:22:33:44:55"],
+        &[
+            "--network",
+            "fixed",
+            "--ip",
+            &want,
+            "--mac-address",
+            "02:11:22:33:44:55",
+        ],
         "sleep 60",
     );
     let n = &networks_of(&p, &id)["fixed"];
@@ -425,9 +626,22 @@ fn static_ip_mac_and_ip_range() {
     let o = p.out(&["exec", &id, "cat", "/sys/class/net/eth0/address"]);
     assert_eq!(o.stdout.trim(), "02:11:22:33:44:55");
     let other = p.detached(&["--network", "fixed"], "sleep 60");
-    assert_eq!(ip_on(&p, &other, "fixed"), format!("{base}128"), "first of --ip-range");
+    assert_eq!(
+        ip_on(&p, &other, "fixed"),
+        format!("{base}128"),
+        "first of --ip-range"
+    );
     p.fails(
-        &["run", "--rm", "--network", "fixed", "--ip", &want, "busybox", "true"],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "fixed",
+            "--ip",
+            &want,
+            "busybox",
+            "true",
+        ],
         125,
         "Address already in use",
     );
@@ -438,7 +652,16 @@ fn container_mode_shares_the_namespace() {
     let Some(p) = Pelagos::new() else { return };
     let id = p.detached(&["--name", "owner"], "sleep 60");
     let ip = ip_on(&p, &id, "bridge");
-    let o = p.out(&["run", "--rm", "--network", "container:owner", "busybox", "ip", "-4", "addr"]);
+    let o = p.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:owner",
+        "busybox",
+        "ip",
+        "-4",
+        "addr",
+    ]);
     assert!(o.stdout.contains(&ip), "{o:?}");
 }
 
@@ -449,13 +672,37 @@ fn bad_network_input_is_refused_with_docker_wording() {
     let Some(p) = Pelagos::new() else { return };
     let subnet = private_subnet();
     let id = net(&p, "dup", &["--subnet", &subnet]);
-    p.fails(&["network", "create", "dup"], 1, "network with name dup already exists");
-    p.fails(&["network", "create", "--subnet", &subnet, "over"], 1, "overlaps");
-    p.fails(&["network", "create", "--subnet", "10.0.0.0/33", "bad"], 1, "invalid CIDR");
-    p.fails(&["network", "create", "--subnet", "nonsense", "bad"], 1, "invalid CIDR");
-    p.fails(&["network", "create", "--gateway", "10.9.9.9", "bad"], 1, "require --subnet");
+    p.fails(
+        &["network", "create", "dup"],
+        1,
+        "network with name dup already exists",
+    );
+    p.fails(
+        &["network", "create", "--subnet", &subnet, "over"],
+        1,
+        "overlaps",
+    );
+    p.fails(
+        &["network", "create", "--subnet", "10.0.0.0/33", "bad"],
+        1,
+        "invalid CIDR",
+    );
+    p.fails(
+        &["network", "create", "--subnet", "nonsense", "bad"],
+        1,
+        "invalid CIDR",
+    );
+    p.fails(
+        &["network", "create", "--gateway", "10.9.9.9", "bad"],
+        1,
+        "require --subnet",
+    );
     p.fails(&["network", "rm", "nosuch"], 1, "network nosuch not found");
-    p.fails(&["run", "--rm", "--network", "nosuch", "busybox", "true"], 125, "network nosuch not found");
+    p.fails(
+        &["run", "--rm", "--network", "nosuch", "busybox", "true"],
+        125,
+        "network nosuch not found",
+    );
     p.fails(&["network", "connect", "nosuch", "x"], 1, "");
     p.fails(&["network", "rm", "bridge"], 1, "pre-defined");
     let ls = p.ok(&["network", "ls", "-q"]);
@@ -498,10 +745,24 @@ fn removing_everything_leaves_no_veth_pin_rule_or_dns_server() {
     assert!(nft_list(&table).contains("dnat to"), "{}", nft_list(&table));
     p.ok(&["rm", "-f", &a, &b]);
     // The kernel destroys a namespace (and its veths) asynchronously.
-    assert!(poll_until(SECS_5, || veths(&p).is_empty()), "{:?}", veths(&p));
-    assert!(poll_until(SECS_5, || dns_servers(&p).is_empty()), "{:?}", dns_servers(&p));
-    assert!(!nft_list(&table).contains("dnat to"), "{}", nft_list(&table));
-    let pins = std::fs::read_dir(p.run_root.join("net/netns")).unwrap().count();
+    assert!(
+        poll_until(SECS_5, || veths(&p).is_empty()),
+        "{:?}",
+        veths(&p)
+    );
+    assert!(
+        poll_until(SECS_5, || dns_servers(&p).is_empty()),
+        "{:?}",
+        dns_servers(&p)
+    );
+    assert!(
+        !nft_list(&table).contains("dnat to"),
+        "{}",
+        nft_list(&table)
+    );
+    let pins = std::fs::read_dir(p.run_root.join("net/netns"))
+        .unwrap()
+        .count();
     assert_eq!(pins, 0);
     let leases = std::fs::read_dir(p.run_root.join("net/endpoints").join(&nid))
         .map(|d| d.count())
@@ -514,17 +775,22 @@ fn removing_everything_leaves_no_veth_pin_rule_or_dns_server() {
     // destroy-all (the harness's cleanup) removes the rest, our table included.
     p.ok(&["network", "destroy-all"]);
     assert!(our_links(&p).is_empty(), "{:?}", our_links(&p));
-    assert!(std::process::Command::new("nft")
-        .args(["list", "table", "ip", &table])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true));
+    assert!(
+        std::process::Command::new("nft")
+            .args(["list", "table", "ip", &table])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+    );
 }
 
 fn nft_table_of(p: &Pelagos) -> String {
     // Derived from the data root exactly as the network crate does.
     use std::process::Command;
-    let out = Command::new("nft").args(["-j", "list", "tables"]).output().unwrap();
+    let out = Command::new("nft")
+        .args(["-j", "list", "tables"])
+        .output()
+        .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let bridge = our_links(p)
         .into_iter()
@@ -532,7 +798,11 @@ fn nft_table_of(p: &Pelagos) -> String {
         .expect("default bridge");
     let want = format!("pelagos_{}", &bridge[2..]);
     assert!(
-        v["nftables"].as_array().unwrap().iter().any(|t| t["table"]["name"] == want.as_str()),
+        v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["table"]["name"] == want.as_str()),
         "{v}"
     );
     want

@@ -178,6 +178,7 @@ impl Engine {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn create_reserved(
         &self,
         id: &str,
@@ -317,7 +318,11 @@ impl Engine {
 
     /// /etc/hosts for this run: localhost lines, the container's own addresses, `--link`
     /// targets and `--add-host` entries (`host-gateway` is the default bridge's gateway).
-    fn hosts_for(&self, r: &ContainerRecord, info: Option<&network::SandboxInfo>) -> Result<String> {
+    fn hosts_for(
+        &self,
+        r: &ContainerRecord,
+        info: Option<&network::SandboxInfo>,
+    ) -> Result<String> {
         let mut hosts = String::from(BASE_HOSTS);
         let hostname = &r.config.hostname;
         if let Some(i) = info {

@@ -54,9 +54,8 @@ impl NetConfig {
     pub fn load(data_root: &Path, run_root: &Path) -> Result<Self> {
         let dj_path = data_root.join("daemon.json");
         let dj: DaemonJson = match std::fs::read(&dj_path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                Error::invalid(format!("{}: {e}", dj_path.display()))
-            })?,
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| Error::invalid(format!("{}: {e}", dj_path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => DaemonJson::default(),
             Err(e) => return Err(Error::path(&dj_path, e)),
         };

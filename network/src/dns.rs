@@ -10,9 +10,9 @@
 //! decision to exit both happen under the network's lock, so a container joining while the
 //! server is leaving always ends up with a running server.
 
+use crate::Networks;
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Network};
-use crate::Networks;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -258,7 +258,11 @@ pub fn answer(q: &[u8], lookup: impl Fn(&str) -> Option<Vec<Ipv4Addr>>) -> Reply
     let Some(ips) = (if qclass == 1 { lookup(&name) } else { None }) else {
         return Reply::Forward;
     };
-    let ips: Vec<Ipv4Addr> = if qtype == 1 || qtype == 255 { ips } else { vec![] };
+    let ips: Vec<Ipv4Addr> = if qtype == 1 || qtype == 255 {
+        ips
+    } else {
+        vec![]
+    };
     let mut r = Vec::with_capacity(qend + ips.len() * 16);
     r.extend_from_slice(&q[0..2]);
     // QR, same opcode, AA, RD copied, RA; NOERROR.
@@ -336,7 +340,10 @@ mod tests {
             panic!("AAAA for a local name must not be forwarded");
         };
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0);
-        assert_eq!(answer(&query("example.org", 1), |n| lookup(&e, n)), Reply::Forward);
+        assert_eq!(
+            answer(&query("example.org", 1), |n| lookup(&e, n)),
+            Reply::Forward
+        );
         // Too short / a response / truncated question.
         assert_eq!(answer(&[0; 5], |n| lookup(&e, n)), Reply::Drop);
         let mut resp = query("web", 1);

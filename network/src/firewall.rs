@@ -64,7 +64,9 @@ impl Nft {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| {
-                Error::Firewall(format!("cannot run nft ({e}); install the nftables package"))
+                Error::Firewall(format!(
+                    "cannot run nft ({e}); install the nftables package"
+                ))
             })?;
         if let Some(mut stdin) = child.stdin.take() {
             stdin
@@ -129,9 +131,7 @@ pub fn batch(table: &str, rules: &Ruleset) -> Value {
     cmds.push(chain("postrouting", Some(("nat", "postrouting", 100))));
     cmds.push(chain("forward", Some(("filter", "forward", 0))));
     cmds.push(chain("ports", None));
-    let rule = |chain: &str, expr: Vec<Value>| {
-        json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}})
-    };
+    let rule = |chain: &str, expr: Vec<Value>| json!({"add": {"rule": {"family": "ip", "table": table, "chain": chain, "expr": expr}}});
     let to_ports = vec![
         m(
             json!({"fib": {"result": "type", "flags": ["daddr"]}}),
@@ -269,7 +269,11 @@ mod tests {
         for c in cmds {
             let (_, v) = c.as_object().unwrap().iter().next().unwrap();
             let (kind, obj) = v.as_object().unwrap().iter().next().unwrap();
-            let table = if kind == "table" { &obj["name"] } else { &obj["table"] };
+            let table = if kind == "table" {
+                &obj["name"]
+            } else {
+                &obj["table"]
+            };
             assert_eq!(table, "pelagos_t", "{c}");
         }
     }
@@ -278,7 +282,10 @@ mod tests {
     fn rules_cover_nat_ports_and_isolation() {
         let s = batch("t", &sample()).to_string();
         // DNAT of the UDP port restricted to 127.0.0.1.
-        assert!(s.contains(r#"{"dnat":{"addr":"10.1.0.2","port":53}}"#), "{s}");
+        assert!(
+            s.contains(r#"{"dnat":{"addr":"10.1.0.2","port":53}}"#),
+            "{s}"
+        );
         assert!(s.contains(r#""right":"udp""#));
         assert!(s.contains(r#""right":"127.0.0.1""#));
         // Outbound masquerade only for the non-internal network.

@@ -71,7 +71,9 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
         m[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
     }
     if m[0] & 1 == 1 {
-        return Err(Error::invalid(format!("invalid MAC address: {s} is multicast")));
+        return Err(Error::invalid(format!(
+            "invalid MAC address: {s} is multicast"
+        )));
     }
     Ok(m)
 }
@@ -132,7 +134,10 @@ mod tests {
         assert!(allocate(&s, None, gw, &used, Some(gw)).is_err());
         assert!(allocate(&s, None, gw, &used, Some(ip("10.6.0.9"))).is_err());
         let r = net("10.5.0.128/25");
-        assert_eq!(allocate(&s, Some(&r), gw, &used, None).unwrap(), ip("10.5.0.128"));
+        assert_eq!(
+            allocate(&s, Some(&r), gw, &used, None).unwrap(),
+            ip("10.5.0.128")
+        );
     }
 
     #[test]
@@ -158,7 +163,10 @@ mod tests {
     #[test]
     fn macs() {
         assert_eq!(format_mac(&mac_for(ip("172.17.0.2"))), "02:42:ac:11:00:02");
-        assert_eq!(parse_mac("02:42:ac:11:00:02").unwrap(), mac_for(ip("172.17.0.2")));
+        assert_eq!(
+            parse_mac("02:42:ac:11:00:02").unwrap(),
+            mac_for(ip("172.17.0.2"))
+        );
         assert!(parse_mac("01:00:00:00:00:00").is_err());
         assert!(parse_mac("zz:00:00:00:00:00").is_err());
     }

@@ -133,7 +133,10 @@ mod tests {
         assert!(n.overlaps(&m) && m.overlaps(&n));
         assert!(!m.overlaps(&"10.1.3.0/24".parse().unwrap()));
         let (ip, net) = parse_cidr_loose("10.1.2.3/24").unwrap();
-        assert_eq!((ip.to_string(), net.to_string()), ("10.1.2.3".into(), m.to_string()));
+        assert_eq!(
+            (ip.to_string(), net.to_string()),
+            ("10.1.2.3".into(), m.to_string())
+        );
     }
 
     #[test]

@@ -118,7 +118,10 @@ impl Networks {
         )
     }
     fn sandbox_file(&self, cid: &str) -> PathBuf {
-        self.cfg.run_dir().join("sandboxes").join(format!("{cid}.json"))
+        self.cfg
+            .run_dir()
+            .join("sandboxes")
+            .join(format!("{cid}.json"))
     }
     /// Where a container's namespace is pinned (Docker's SandboxKey).
     pub fn netns_pin(&self, cid: &str) -> PathBuf {
@@ -400,7 +403,10 @@ impl Networks {
         };
         let mut options = BTreeMap::new();
         options.insert(model::OPT_DEFAULT_BRIDGE.into(), "true".into());
-        options.insert(model::OPT_BRIDGE_NAME.into(), self.cfg.default_bridge.clone());
+        options.insert(
+            model::OPT_BRIDGE_NAME.into(),
+            self.cfg.default_bridge.clone(),
+        );
         options.insert(model::OPT_ENABLE_ICC.into(), "true".into());
         options.insert(model::OPT_MASQUERADE.into(), "true".into());
         let n = Network {
@@ -543,7 +549,10 @@ impl Networks {
                     bridge,
                     subnet,
                     internal: n.internal,
-                    masquerade: n.options.get(model::OPT_MASQUERADE).is_none_or(|v| v != "false"),
+                    masquerade: n
+                        .options
+                        .get(model::OPT_MASQUERADE)
+                        .is_none_or(|v| v != "false"),
                 });
             }
         }
@@ -554,7 +563,11 @@ impl Networks {
             for p in &sb.ports {
                 r.ports.push(PortRule {
                     proto: p.proto.clone(),
-                    host_ip: p.host_ip.parse().ok().filter(|ip: &Ipv4Addr| !ip.is_unspecified()),
+                    host_ip: p
+                        .host_ip
+                        .parse()
+                        .ok()
+                        .filter(|ip: &Ipv4Addr| !ip.is_unspecified()),
                     host_port: p.host_port,
                     target,
                     target_port: p.container_port,
@@ -620,7 +633,10 @@ impl Networks {
                     n.name, n.driver
                 )));
             }
-            if nets.iter().any(|(m, _): &(Network, EndpointConfig)| m.id == n.id) {
+            if nets
+                .iter()
+                .any(|(m, _): &(Network, EndpointConfig)| m.id == n.id)
+            {
                 continue;
             }
             nets.push((n, cfg.clone()));
@@ -693,8 +709,11 @@ impl Networks {
                 .map(|e| e.ip_address.clone())
                 .ok_or_else(|| Error::invalid("published ports need a network (not none)"))?;
             let _l = Lock::exclusive(&self.cfg.run_dir().join("ports.lock"))?;
-            let taken: Vec<PortMapping> =
-                self.sandboxes()?.into_iter().flat_map(|s| s.ports).collect();
+            let taken: Vec<PortMapping> = self
+                .sandboxes()?
+                .into_iter()
+                .flat_map(|s| s.ports)
+                .collect();
             sandbox.ports = ports::allocate(&req.ports, &taken)?;
             sandbox.port_target = target;
             write_json(&self.sandbox_file(&container.id), &*sandbox)?;
@@ -738,9 +757,10 @@ impl Networks {
                         "user specified IP address is supported on user defined networks only",
                     ));
                 }
-                Some(s.parse::<Ipv4Addr>().map_err(|_| {
-                    Error::invalid(format!("invalid IPv4 address: {s}"))
-                })?)
+                Some(
+                    s.parse::<Ipv4Addr>()
+                        .map_err(|_| Error::invalid(format!("invalid IPv4 address: {s}")))?,
+                )
             }
             _ => None,
         };
@@ -802,7 +822,10 @@ impl Networks {
             ));
         }
         let mut sb = self.sandbox(&container.id)?.ok_or_else(|| {
-            Error::invalid(format!("container {} has no network namespace", container.id))
+            Error::invalid(format!(
+                "container {} has no network namespace",
+                container.id
+            ))
         })?;
         if sb.networks.contains(&n.id) {
             return Err(Error::Conflict(format!(

@@ -69,7 +69,9 @@ impl Network {
         self.options.get(OPT_BRIDGE_NAME).map(String::as_str)
     }
     pub fn is_default_bridge(&self) -> bool {
-        self.options.get(OPT_DEFAULT_BRIDGE).is_some_and(|v| v == "true")
+        self.options
+            .get(OPT_DEFAULT_BRIDGE)
+            .is_some_and(|v| v == "true")
     }
     /// Whether the network gets an embedded DNS server (Docker: user-defined networks).
     pub fn has_dns(&self) -> bool {

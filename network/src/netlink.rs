@@ -43,12 +43,17 @@ impl Nl {
         let h = self.handle.clone();
         let name = name.to_string();
         self.rt.block_on(async move {
-            match h.link().get().match_name(name.clone()).execute().try_next().await {
+            match h
+                .link()
+                .get()
+                .match_name(name.clone())
+                .execute()
+                .try_next()
+                .await
+            {
                 Ok(Some(m)) => Ok(Some(m.header.index)),
                 Ok(None) => Ok(None),
-                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
-                    Ok(None)
-                }
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
                 Err(e) => Err(Error::netlink(format!("get link {name}"), e)),
             }
         })
@@ -68,7 +73,9 @@ impl Nl {
         }
         let h = self.handle.clone();
         let msg = LinkBridge::new(name).build();
-        let created = self.rt.block_on(async move { h.link().add(msg).execute().await });
+        let created = self
+            .rt
+            .block_on(async move { h.link().add(msg).execute().await });
         match created {
             Ok(()) => {}
             // A concurrent CLI made it first.
@@ -336,7 +343,10 @@ fn pin_current(pin: &Path) -> Result<()> {
     )
     .map_err(|e| {
         let _ = std::fs::remove_file(pin);
-        Error::io(format!("pin network namespace at {}", pin.display()), e.into())
+        Error::io(
+            format!("pin network namespace at {}", pin.display()),
+            e.into(),
+        )
     })
 }
 

@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn publish_grammar() {
         assert_eq!(parse_publish("80").unwrap(), vec![pm("tcp", 80, "", 0)]);
-        assert_eq!(parse_publish("8080:80").unwrap(), vec![pm("tcp", 80, "", 8080)]);
+        assert_eq!(
+            parse_publish("8080:80").unwrap(),
+            vec![pm("tcp", 80, "", 8080)]
+        );
         assert_eq!(
             parse_publish("127.0.0.1:8080:80/udp").unwrap(),
             vec![pm("udp", 80, "127.0.0.1", 8080)]

@@ -49,7 +49,10 @@ pub fn network(ctx: &Ctx, cmd: NetworkCommand) -> CliResult<i32> {
             }
             Ok(0)
         }
-        NetworkCommand::Inspect { format, networks: names } => {
+        NetworkCommand::Inspect {
+            format,
+            networks: names,
+        } => {
             let nets = networks(ctx)?;
             let mut out = Vec::new();
             let mut code = 0;
@@ -65,7 +68,10 @@ pub fn network(ctx: &Ctx, cmd: NetworkCommand) -> CliResult<i32> {
             format::print_inspect(&out, format.as_deref())?;
             Ok(code)
         }
-        NetworkCommand::Rm { force, networks: names } => {
+        NetworkCommand::Rm {
+            force,
+            networks: names,
+        } => {
             let nets = networks(ctx)?;
             let mut code = 0;
             for n in names {
