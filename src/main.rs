@@ -4,8 +4,10 @@
 mod attach_client;
 mod cli;
 mod commands;
+mod daemon_config;
 mod errors;
 mod format;
+mod progress;
 mod run_opts;
 mod terminal;
 

@@ -185,6 +185,10 @@ fn tampered_blob_is_rejected_and_nothing_is_stored() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(tmp, 0, "temp files left behind");
+    let blobs: Vec<_> = std::fs::read_dir(p.data.join("image/blobs/sha256"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(blobs.is_empty(), "blobs left behind: {blobs:?}");
 }
 
 /// A registry with basic auth: anonymous pulls are refused, `login` checks and stores the

@@ -44,6 +44,10 @@ impl LayerStore {
         LayerStore { dir }
     }
 
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
         self.dir.join(diff_id.hex())
     }
@@ -61,7 +65,7 @@ impl LayerStore {
         Ok(meta.size)
     }
 
-    /// Unpacks the layer blob `raw` (plain or gzip tar) unless the layer is already
+    /// Unpacks the layer blob `raw` (plain, gzip or zstd tar) unless the layer is already
     /// present, verifying its diff-id. Returns whether this call created the layer.
     /// `label` names the layer in errors (its path in the archive).
     pub fn import(&self, diff_id: &Digest, raw: impl Read, label: &str) -> Result<bool> {
@@ -109,9 +113,7 @@ impl LayerStore {
         let decompressed: Box<dyn Read> = if head.starts_with(GZIP_MAGIC) {
             Box::new(MultiGzDecoder::new(buffered))
         } else if head.starts_with(ZSTD_MAGIC) {
-            return Err(Error::archive(format!(
-                "layer {label} is zstd-compressed, which is not supported yet"
-            )));
+            Box::new(ZstdFrames::new(buffered))
         } else {
             Box::new(buffered)
         };
@@ -176,6 +178,48 @@ impl LayerStore {
             if stale {
                 let _ = fs::remove_dir_all(entry.path());
             }
+        }
+    }
+}
+
+/// Decodes a zstd stream of one or more frames (ruzstd's decoder stops after one frame;
+/// `zstd` and `skopeo` may write several, and skippable frames for zstd:chunked).
+struct ZstdFrames<R: BufRead> {
+    decoder: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+    source: Option<R>,
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    fn new(source: R) -> Self {
+        ZstdFrames {
+            decoder: None,
+            source: Some(source),
+        }
+    }
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(d) = &mut self.decoder {
+                let n = d.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                // This frame is done; the next one (if any) starts right after it.
+                if let Some(d) = self.decoder.take() {
+                    self.source = Some(d.into_inner());
+                }
+            }
+            let Some(mut src) = self.source.take() else {
+                return Ok(0);
+            };
+            if src.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            let d = ruzstd::decoding::StreamingDecoder::new(src)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            self.decoder = Some(d);
         }
     }
 }
