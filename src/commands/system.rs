@@ -47,7 +47,8 @@ pub fn df(ctx: &Ctx, verbose: bool) -> CliResult<i32> {
         } else {
             vol_reclaim += size;
         }
-        vol_rows.push(json!({"Name": v.name, "Links": users, "Size": human_size(size)}));
+        vol_rows
+            .push(json!({"Name": v.name, "Links": users.to_string(), "Size": human_size(size)}));
     }
 
     let pct = |part: u64, whole: u64| match (part * 100).checked_div(whole) {
@@ -55,14 +56,14 @@ pub fn df(ctx: &Ctx, verbose: bool) -> CliResult<i32> {
         None => human_size(part),
     };
     let rows = vec![
-        json!({"Type": "Images", "Total": images.total, "Active": images.active,
+        json!({"Type": "Images", "Total": images.total.to_string(), "Active": images.active.to_string(),
                "Size": human_size(images.size), "Reclaimable": pct(images.reclaimable, images.size)}),
-        json!({"Type": "Containers", "Total": containers.len(), "Active": ct_active,
+        json!({"Type": "Containers", "Total": containers.len().to_string(), "Active": ct_active.to_string(),
                "Size": human_size(ct_size), "Reclaimable": pct(ct_reclaim, ct_size)}),
-        json!({"Type": "Local Volumes", "Total": volumes.len(), "Active": vol_active,
+        json!({"Type": "Local Volumes", "Total": volumes.len().to_string(), "Active": vol_active.to_string(),
                "Size": human_size(vol_size), "Reclaimable": pct(vol_reclaim, vol_size)}),
         // pelagos has no builder yet, so there is no build cache to count.
-        json!({"Type": "Build Cache", "Total": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Build Cache", "Total": "0", "Active": "0", "Size": "0B", "Reclaimable": "0B"}),
     ];
     format::print_rows(
         &[
