@@ -632,3 +632,98 @@ fn login_pull_logout_with_basic_auth() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("authentication required"), "{err}");
 }
+
+/// A pull killed mid-download leaves the store consistent: no image, and the next run
+/// (any command opening the store) removes the dead pull's temp files; pulling again then
+/// works from scratch.
+#[test]
+fn killed_pull_leaves_a_consistent_store_and_the_next_pull_works() {
+    let Some(reg) = registry() else { return };
+    let Some(p) = Pelagos::with_images(&[]) else {
+        return;
+    };
+    // 40 MB of random data: incompressible, so the download takes a while on loopback.
+    let layer = p.dir.path().join("big.tar");
+    {
+        use std::io::Read;
+        let mut data = Vec::new();
+        std::fs::File::open("/dev/urandom")
+            .unwrap()
+            .take(40 << 20)
+            .read_to_end(&mut data)
+            .unwrap();
+        let mut b = tar::Builder::new(std::fs::File::create(&layer).unwrap());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "random.bin", &data[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let archive = p.dir.path().join("big-img.tar");
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/integration/fixtures/mkimage.py"
+        ))
+        .args(["rootfs", "--layer"])
+        .arg(&layer)
+        .args(["--tag", "pelagos-test/big:1", "--out"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = format!("{reg}/pelagos-test/big:{}", std::process::id());
+    skopeo_copy(
+        &format!("docker-archive:{}", archive.display()),
+        &name,
+        None,
+    );
+
+    let mut child = p.spawn(&["pull", "-q", &name]);
+    let blobs = p.data.join("image/blobs/sha256");
+    let in_flight = || {
+        std::fs::read_dir(&blobs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                e.file_name().to_string_lossy().starts_with(".in-")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+    };
+    let caught = common::poll_until(std::time::Duration::from_secs(20), in_flight);
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(caught, "the pull never started downloading");
+    // The dead pull's leftovers are still there until the store is next opened.
+    assert_eq!(
+        p.ok(&["images", "-q"]).trim(),
+        "",
+        "a killed pull stored an image"
+    );
+    let leftovers = |sub: &str, prefix: &str| -> Vec<String> {
+        std::fs::read_dir(p.data.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect()
+    };
+    assert!(
+        leftovers("image/blobs/sha256", ".in-").is_empty(),
+        "blob temp left"
+    );
+    assert!(
+        leftovers("image/layers", ".tmp-").is_empty(),
+        "unpack dir left"
+    );
+    let out = p.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(p.ok(&["images", "-q"]).lines().count(), 1);
+}

@@ -1,7 +1,7 @@
 //! Content-addressed blobs (`blobs/sha256/<hex>`): image configs, manifests and the layer
 //! blobs as they arrived (so push and save reproduce the same digests).
 
-use super::fsutil::{random_suffix, write_atomic};
+use super::fsutil::{clean_temps, temp_name, write_atomic};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
 use std::fs;
@@ -22,6 +22,8 @@ pub fn layer_media_type(head: &[u8]) -> &'static str {
         MEDIA_OCI_LAYER
     }
 }
+
+const TEMP_PREFIX: &str = ".in-";
 
 pub struct BlobStore {
     dir: PathBuf,
@@ -73,7 +75,7 @@ impl BlobStore {
     /// Copies a stream into the store, hashing it on the way; returns its digest, size and
     /// whether the blob is new.
     pub fn put_stream(&self, mut reader: impl Read) -> Result<(Digest, u64, bool)> {
-        let tmp = self.dir.join(format!(".in-{}", random_suffix()));
+        let tmp = self.dir.join(temp_name(TEMP_PREFIX));
         let mut copy = || -> std::io::Result<(Digest, u64)> {
             let mut w = HashingWriter::new(std::io::BufWriter::new(fs::File::create(&tmp)?));
             let n = std::io::copy(&mut reader, &mut w)?;
@@ -139,25 +141,17 @@ impl BlobStore {
         }
     }
 
-    /// Leftover `.in-*` temp files of crashed copies (older than a day: a fresh one may be
-    /// another process's copy in progress).
+    /// Path for a blob being written (same filesystem, so [`adopt`](Self::adopt) renames).
+    pub fn temp_path(&self) -> PathBuf {
+        self.dir.join(temp_name(TEMP_PREFIX))
+    }
+
+    /// Temp files of crashed or killed writers (and any older than a day).
     pub fn clean_stale(&self) {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().starts_with(".in-") {
-                continue;
-            }
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age.as_secs() > 24 * 3600);
-            if old {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
+        clean_temps(
+            &self.dir,
+            TEMP_PREFIX,
+            std::time::Duration::from_secs(24 * 3600),
+        );
     }
 }

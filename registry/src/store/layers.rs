@@ -7,7 +7,8 @@
 //! the second rename fails because the target exists, and the loser deletes its copy.
 
 use super::fsutil::{
-    create_dir_all, random_suffix, read_json, remove_tree_atomically, write_json_atomic,
+    create_dir_all, read_json, remove_tree_atomically, temp_name, temp_owner_is_dead,
+    write_json_atomic,
 };
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
@@ -72,11 +73,7 @@ impl LayerStore {
         if self.exists(diff_id) {
             return Ok(false);
         }
-        let tmp = self.dir.join(format!(
-            "{TMP_PREFIX}{}-{}",
-            diff_id.short(),
-            random_suffix()
-        ));
+        let tmp = self.dir.join(temp_name(TMP_PREFIX));
         let result = self.unpack_into(&tmp, diff_id, raw, label);
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
@@ -152,9 +149,9 @@ impl LayerStore {
         remove_tree_atomically(&self.layer_dir(diff_id))
     }
 
-    /// Deletes temp and half-deleted directories left by crashed processes. Only old ones:
-    /// a fresh `.tmp-*` may be another process's import in progress, and a fresh `.del-*`
-    /// another process's `rmi` still deleting.
+    /// Deletes temp and half-deleted directories left by crashed processes: a `.tmp-*`
+    /// whose process is gone, and any old ones (a fresh `.tmp-*` of a live process is an
+    /// import in progress, and a fresh `.del-*` another process's `rmi` still deleting).
     pub fn clean_stale(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
@@ -175,7 +172,8 @@ impl LayerStore {
                 .ok()
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
                 .is_some_and(|age| age > limit);
-            if stale {
+            // A killed pull or load leaves its unpack dir; its pid says it is not coming back.
+            if stale || temp_owner_is_dead(&name, TMP_PREFIX) {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }

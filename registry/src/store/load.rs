@@ -4,7 +4,6 @@
 //! and nothing references are removed again, so a failed load leaves no trace.
 
 use super::ImageStore;
-use super::fsutil::random_suffix;
 use super::records::StoredImage;
 use crate::archive::spool::SpooledArchive;
 use crate::archive::{ArchiveImage, read_images};
@@ -46,11 +45,10 @@ impl ImageStore {
     /// Imports a `docker save` archive (legacy or OCI layout, optionally gzip'd) or a plain
     /// OCI image-layout tar.
     pub fn load_archive<R: Read>(&self, reader: R) -> Result<Vec<LoadedImage>> {
-        let spool_path = TempFile(
-            self.root
-                .join("tmp")
-                .join(format!("load-{}.tar", random_suffix())),
-        );
+        let spool_path = TempFile(self.root.join("tmp").join(format!(
+            "{}.tar",
+            super::fsutil::temp_name(super::SPOOL_PREFIX)
+        )));
         let archive = SpooledArchive::new(reader, &spool_path.0)?;
         let mut images = read_images(&archive)?;
         let mut created = Created::default();

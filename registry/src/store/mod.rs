@@ -75,6 +75,9 @@ impl ImageRecord {
     }
 }
 
+/// Spooled archives of loads in progress, under `tmp/`.
+const SPOOL_PREFIX: &str = "load-";
+
 pub struct ImageStore {
     root: PathBuf,
     blobs: BlobStore,
@@ -97,6 +100,11 @@ impl ImageStore {
         };
         store.layers.clean_stale();
         store.blobs.clean_stale();
+        fsutil::clean_temps(
+            &store.root.join("tmp"),
+            SPOOL_PREFIX,
+            std::time::Duration::from_secs(24 * 3600),
+        );
         Ok(store)
     }
 

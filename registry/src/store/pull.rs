@@ -13,7 +13,7 @@
 
 use super::ImageStore;
 use super::LayerBlob;
-use super::fsutil::{StoreLock, random_suffix};
+use super::fsutil::StoreLock;
 use super::layers::LayerStore;
 use super::load::{Created, LoadedImage};
 use super::remote::{Remote, is_not_found, is_unauthorized, unavailable};
@@ -324,11 +324,7 @@ impl ImageStore {
             );
             return Ok(());
         }
-        let tmp = TempPath(self.blobs.path(&expected).with_file_name(format!(
-            ".in-{}-{}",
-            expected.short(),
-            random_suffix()
-        )));
+        let tmp = TempPath(self.blobs.temp_path());
         let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<bytes::Bytes, String>>(32);
         let layers = LayerStore::new(self.layers.dir().to_path_buf());
         let (id, label) = (diff_id.clone(), desc.digest.clone());
