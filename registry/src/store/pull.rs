@@ -30,8 +30,8 @@ use oci_client::manifest::{
     OCI_IMAGE_MEDIA_TYPE, OciDescriptor, OciImageManifest,
 };
 use sha2::{Digest as _, Sha256};
+use std::io::Write as _;
 use std::sync::Mutex;
-use tokio::io::AsyncWriteExt;
 
 const MAX_PARALLEL: usize = 3;
 /// Nested indexes deeper than this are refused rather than followed forever.
@@ -325,27 +325,47 @@ impl ImageStore {
             return Ok(());
         }
         let tmp = TempPath(self.blobs.temp_path());
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<bytes::Bytes, String>>(32);
+        let file = std::fs::File::create(&tmp.0).map_err(|e| Error::path(&tmp.0, e))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<bytes::Bytes, String>>(64);
+        let mut tee = TeeReader {
+            rx,
+            cur: bytes::Bytes::new(),
+            out: std::io::BufWriter::with_capacity(1 << 20, file),
+            hash: Sha256::new(),
+            len: 0,
+            expected: expected.clone(),
+            size: u64::try_from(desc.size).unwrap_or(0),
+            failure: None,
+            verified: false,
+        };
         let layers = LayerStore::new(self.layers.dir().to_path_buf());
         let (id, label) = (diff_id.clone(), desc.digest.clone());
+        // The blocking side writes the blob, hashes it and unpacks it in one pass; the
+        // async side only moves bytes off the socket.
         let unpack = tokio::task::spawn_blocking(move || {
-            layers.import(
-                &id,
-                ChannelReader {
-                    rx,
-                    cur: bytes::Bytes::new(),
-                },
-                &label,
-            )
+            let imported = layers.import(&id, &mut tee, &label).and_then(|new| {
+                // import returns early when a concurrent load created the layer; the blob
+                // must still be complete and verified.
+                std::io::copy(&mut tee, &mut std::io::sink())
+                    .map_err(|e| Error::io(format!("layer blob {label}"), e))?;
+                Ok(new)
+            });
+            let flushed = std::io::Write::flush(&mut tee.out);
+            match (tee.failure.take(), imported, flushed) {
+                (Some(e), _, _) => Err(e),
+                (None, Err(e), _) => Err(e),
+                (None, Ok(_), Err(e)) => Err(Error::io(format!("writing blob {label}"), e)),
+                (None, Ok(new), Ok(())) => Ok((new, tee.len)),
+            }
         });
-        let downloaded = download(r, desc, &expected, &tmp.0, tx, events).await;
+        let downloaded = download(r, desc, tx, events).await;
         let unpacked = unpack
             .await
             .map_err(|e| Error::Internal(format!("unpack task: {e}")));
         let bytes = match (downloaded, unpacked) {
             (Err(e), _) => return Err(e),
-            (Ok(_), Err(e)) | (Ok(_), Ok(Err(e))) => return Err(e),
-            (Ok(bytes), Ok(Ok(new_layer))) => {
+            (Ok(()), Err(e)) | (Ok(()), Ok(Err(e))) => return Err(e),
+            (Ok(()), Ok(Ok((new_layer, bytes)))) => {
                 if new_layer && let Ok(mut c) = created.lock() {
                     c.layers.push(diff_id.clone());
                 }
@@ -480,28 +500,22 @@ async fn fetch_config(r: &Resolved) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Streams one blob into `path` and into the unpacker, hashing it on the way. The
-/// unpacker sees EOF only if digest and size are right; otherwise an error, so it never
-/// commits a layer from bytes that did not verify. Returns the blob's size.
+/// Moves one blob's bytes from the registry into the unpacker's channel. Network errors
+/// go down the channel too, so the unpacker never commits a layer from a partial stream.
 async fn download(
     r: &Resolved,
     desc: &OciDescriptor,
-    expected: &Digest,
-    path: &std::path::Path,
     tx: tokio::sync::mpsc::Sender<std::result::Result<bytes::Bytes, String>>,
     events: &Events<'_>,
-) -> Result<u64> {
+) -> Result<()> {
     let total = u64::try_from(desc.size).unwrap_or(0);
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| Error::path(path, e))?;
-    let mut stream = r
-        .remote
-        .client
-        .pull_blob_stream(&r.image_ref, desc)
-        .await
-        .map_err(|e| unavailable(&format!("blob {}", desc.digest), e))?;
-    let mut hash = Sha256::new();
+    let mut stream = match r.remote.client.pull_blob_stream(&r.image_ref, desc).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = tx.send(Err(e.to_string())).await;
+            return Err(unavailable(&format!("blob {}", desc.digest), e));
+        }
+    };
     let mut len: u64 = 0;
     let mut reported: u64 = 0;
     while let Some(chunk) = stream.next().await {
@@ -513,7 +527,7 @@ async fn download(
                 return Err(if text.to_ascii_lowercase().contains("digest") {
                     Error::DigestMismatch {
                         what: format!("layer blob {}", desc.digest),
-                        expected: expected.to_string(),
+                        expected: desc.digest.clone(),
                         actual: text,
                     }
                 } else {
@@ -521,18 +535,14 @@ async fn download(
                 });
             }
         };
-        if let Err(e) = file.write_all(&chunk).await {
-            let _ = tx.send(Err(e.to_string())).await;
-            return Err(Error::path(path, e));
-        }
-        hash.update(&chunk);
         len += chunk.len() as u64;
-        if total > 0 && len > total {
-            break;
-        }
         if tx.send(Ok(chunk)).await.is_err() {
-            // The unpacker gave up; its error is the one to report.
-            return Ok(len);
+            // The unpacker stopped (bad layer or bad digest); its error is the one to report.
+            return Ok(());
+        }
+        if total > 0 && len > total {
+            // More bytes than the manifest promised: the unpacker sees the size mismatch.
+            return Ok(());
         }
         if len - reported >= PROGRESS_STEP || len == total {
             reported = len;
@@ -546,42 +556,80 @@ async fn download(
             );
         }
     }
-    let flushed = file.flush().await;
-    let actual = Digest::from_hex(&hex::encode(hash.finalize()))?;
-    if &actual != expected || (total > 0 && len != total) {
-        let _ = tx.send(Err("blob digest mismatch".into())).await;
-        return Err(Error::DigestMismatch {
-            what: format!("layer blob {}", desc.digest),
-            expected: format!("{expected} ({total} bytes)"),
-            actual: format!("{actual} ({len} bytes)"),
-        });
-    }
-    if let Err(e) = flushed {
-        let _ = tx.send(Err(e.to_string())).await;
-        return Err(Error::path(path, e));
-    }
-    Ok(len)
+    Ok(())
 }
 
-/// The unpacker's view of a download: the chunks as they arrive, then EOF when the sender
-/// closes, or an error when the sender says the bytes were bad.
-struct ChannelReader {
+/// The unpacker's view of a download: the chunks as they arrive, each also written to the
+/// blob file and hashed. At the end of the stream it checks digest and size and returns
+/// EOF only if both are right; otherwise an error, so the unpacked layer is never renamed
+/// into place.
+struct TeeReader {
     rx: tokio::sync::mpsc::Receiver<std::result::Result<bytes::Bytes, String>>,
     cur: bytes::Bytes,
+    out: std::io::BufWriter<std::fs::File>,
+    hash: Sha256,
+    len: u64,
+    expected: Digest,
+    size: u64,
+    /// Why the stream was refused, for the caller (the unpacker only sees an io error).
+    failure: Option<Error>,
+    /// The stream ended and verified; later reads are plain EOF.
+    verified: bool,
 }
 
-impl std::io::Read for ChannelReader {
+impl TeeReader {
+    fn fail(&mut self, e: Error) -> std::io::Error {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string());
+        self.failure.get_or_insert(e);
+        io
+    }
+}
+
+impl std::io::Read for TeeReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.cur.is_empty() {
+            if self.verified {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(m)) => return Err(std::io::Error::other(m)),
-                None => return Ok(0),
+                Some(Ok(b)) => {
+                    self.out.write_all(&b)?;
+                    self.hash.update(&b);
+                    self.len += b.len() as u64;
+                    if self.size > 0 && self.len > self.size {
+                        let e = self.mismatch("more bytes than the manifest says".into());
+                        return Err(self.fail(e));
+                    }
+                    self.cur = b;
+                }
+                Some(Err(m)) => {
+                    let e = Error::Unavailable(format!("blob {}: {m}", self.expected));
+                    return Err(self.fail(e));
+                }
+                None => {
+                    let actual = hex::encode(std::mem::take(&mut self.hash).finalize());
+                    if actual != self.expected.hex() || (self.size > 0 && self.len != self.size) {
+                        let e = self.mismatch(format!("sha256:{actual} ({} bytes)", self.len));
+                        return Err(self.fail(e));
+                    }
+                    self.verified = true;
+                    return Ok(0);
+                }
             }
         }
         let n = buf.len().min(self.cur.len());
         buf[..n].copy_from_slice(&self.cur.split_to(n));
         Ok(n)
+    }
+}
+
+impl TeeReader {
+    fn mismatch(&self, actual: String) -> Error {
+        Error::DigestMismatch {
+            what: format!("layer blob {}", self.expected),
+            expected: format!("{} ({} bytes)", self.expected, self.size),
+            actual,
+        }
     }
 }
 
