@@ -727,3 +727,41 @@ fn killed_pull_leaves_a_consistent_store_and_the_next_pull_works() {
     assert!(out.contains("Pull complete"), "{out}");
     assert_eq!(p.ok(&["images", "-q"]).lines().count(), 1);
 }
+
+/// A registry with anonymous bearer-token auth, as Docker Hub works (the registry answers
+/// 401 with `WWW-Authenticate: Bearer realm=...`; integration/token_server.py issues JWTs):
+/// pull and push both go through the token flow without any login.
+#[test]
+fn bearer_token_registry_pull_and_push() {
+    let Some(reg) = registry() else { return };
+    let Some(p) = Pelagos::with_images(&[]) else {
+        return;
+    };
+    let (host, port) = reg.rsplit_once(':').unwrap();
+    let token_reg = format!("{host}:{}", port.parse::<u16>().unwrap() + 2);
+    let pid = std::process::id();
+    // Anonymous requests are refused with a bearer challenge.
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-D", "-"])
+        .arg(format!("http://{token_reg}/v2/"))
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(
+        headers.contains("401") && headers.contains("bearer realm"),
+        "{headers}"
+    );
+
+    let name = format!("{token_reg}/pelagos-test/tokened:{pid}");
+    skopeo_push(&p, "busybox-legacy.tar", &name);
+    let out = p.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(p.inspect(&name, "{{.Id}}"), fixture_id(&p, "busybox"));
+    let other = format!("{token_reg}/pelagos-test/tokened-push:{pid}");
+    p.ok(&["tag", &name, &other]);
+    let out = p.ok(&["push", &other]);
+    assert!(out.contains("digest: sha256:"), "{out}");
+    let q = Pelagos::with_images(&[]).unwrap();
+    q.ok(&["pull", &other]);
+    assert_eq!(q.inspect(&other, "{{.Id}}"), fixture_id(&p, "busybox"));
+}

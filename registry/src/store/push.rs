@@ -87,6 +87,18 @@ impl ImageStore {
             .collect();
         let remote = Remote::new(ours.domain(), settings)?;
         let oref = remote.oci_ref(&ours);
+        // oci-client caches a token per operation: the HEAD checks need a pull token, the
+        // uploads a push token (one scope request each, as in the bearer-token flow).
+        for op in [
+            oci_client::RegistryOperation::Pull,
+            oci_client::RegistryOperation::Push,
+        ] {
+            remote
+                .client
+                .auth(&oref, &remote.auth, op)
+                .await
+                .map_err(|e| push_error(&ours, e))?;
+        }
         let events: Events<'_> = Mutex::new(on_event);
         let mut blobs: Vec<(Digest, u64, bool)> = stored
             .layer_blobs
