@@ -765,3 +765,61 @@ fn bearer_token_registry_pull_and_push() {
     q.ok(&["pull", &other]);
     assert_eq!(q.inspect(&other, "{{.Id}}"), fixture_id(&p, "busybox"));
 }
+
+/// A registry serving a layer that tries to climb out with `../`: the pull is refused
+/// naming the entry, nothing is written outside the store, and nothing is stored.
+#[test]
+fn hostile_layer_from_a_registry_is_refused() {
+    let Some(reg) = registry() else { return };
+    let Some(p) = Pelagos::with_images(&[]) else {
+        return;
+    };
+    let pid = std::process::id();
+    let escape = format!("pelagos-escape-{pid}");
+    let layer = p.dir.path().join("hostile.tar");
+    // Python's tarfile writes `..` names as given (Rust's tar crate refuses to).
+    let script = format!(
+        "import tarfile,io\n\
+         t=tarfile.open({:?},'w',format=tarfile.GNU_FORMAT)\n\
+         for n in ['ok', '../../../../../../tmp/{escape}']:\n    \
+             i=tarfile.TarInfo(n); d=b'x'; i.size=len(d); t.addfile(i, io.BytesIO(d))\n\
+         t.close()\n",
+        layer.display().to_string()
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let archive = p.dir.path().join("hostile-img.tar");
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/integration/fixtures/mkimage.py"
+        ))
+        .args(["rootfs", "--layer"])
+        .arg(&layer)
+        .args(["--tag", "pelagos-test/hostile:1", "--out"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = format!("{reg}/pelagos-test/hostile:{pid}");
+    skopeo_copy(
+        &format!("docker-archive:{}", archive.display()),
+        &name,
+        None,
+    );
+    let err = p.fails(&["pull", &name], 1, "unsafe layer entry");
+    assert!(err.contains("escape"), "{err}");
+    assert!(!std::path::Path::new(&format!("/tmp/{escape}")).exists());
+    assert_store_empty(&p);
+}
