@@ -40,6 +40,12 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
     let mut stats = UnpackStats::default();
     // Directory mtimes are set last: creating children inside a directory bumps its mtime.
     let mut dir_times: Vec<(Vec<Vec<u8>>, Mtime)> = Vec::new();
+    // The last parent directory opened, by components: tar streams list a directory's
+    // entries together, so most entries reuse it instead of re-walking from the root (an
+    // `openat` per component per entry dominated unpack time). An entry can only change
+    // its own path and what is below it, so the cache is dropped when an entry's path is
+    // a prefix of the cached one (and on whiteouts, which change a sibling's path).
+    let mut cache: Option<(Vec<Vec<u8>>, OwnedFd)> = None;
     let entries = archive
         .entries()
         .map_err(|e| Error::io("reading layer tar", e))?;
@@ -51,6 +57,9 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
             Error::unsafe_entry(&shown, "path escapes the layer root through '..'")
         })?;
         stats.entries += 1;
+        if cache.as_ref().is_some_and(|(p, _)| p.starts_with(&comps)) {
+            cache = None;
+        }
         let Some((name, parents)) = comps.split_last() else {
             // The root directory itself: its attributes belong to the container rootfs
             // top, not to this layer, so it is skipped.
@@ -59,6 +68,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
         let wrap = |e: io::Error| Error::io(format!("unpacking layer entry {shown:?}"), e);
 
         if name.starts_with(WHITEOUT_PREFIX) {
+            cache = None;
             let dir = walk(&root_fd, parents, true, &shown)?;
             if name.as_slice() == OPAQUE_MARKER {
                 let key = CString::new(OPAQUE_XATTR).map_err(|e| Error::Internal(e.to_string()))?;
@@ -78,7 +88,12 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
             continue;
         }
 
-        let dir = walk(&root_fd, parents, true, &shown)?;
+        if cache.as_ref().is_none_or(|(p, _)| p.as_slice() != parents) {
+            cache = Some((parents.to_vec(), walk(&root_fd, parents, true, &shown)?));
+        }
+        let Some((_, dir)) = &cache else {
+            return Err(Error::Internal("unpack directory cache".into()));
+        };
         let cname = fsys::c_name(name).map_err(wrap)?;
         let header = entry.header().clone();
         let meta = EntryMeta::read(&mut entry, &header).map_err(wrap)?;
