@@ -100,7 +100,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
         let kind = header.entry_type();
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                remove_existing(&dir, &cname, root, parents, name).map_err(wrap)?;
+                remove_existing(dir, &cname, root, parents, name).map_err(wrap)?;
                 let mut file = fsys::create_file_at(dir.as_fd(), &cname, 0o600).map_err(wrap)?;
                 stats.size += io::copy(&mut entry, &mut file).map_err(wrap)?;
             }
@@ -121,7 +121,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
                     .map(|t| t.into_owned())
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| Error::unsafe_entry(&shown, "symlink without a target"))?;
-                remove_existing(&dir, &cname, root, parents, name).map_err(wrap)?;
+                remove_existing(dir, &cname, root, parents, name).map_err(wrap)?;
                 // The target is stored verbatim: it is never followed while unpacking, and
                 // inside the container it resolves against the container's own root.
                 let target = fsys::c_name(&target).map_err(wrap)?;
@@ -156,7 +156,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
                 if tcomps == comps {
                     continue;
                 }
-                remove_existing(&dir, &cname, root, parents, name).map_err(wrap)?;
+                remove_existing(dir, &cname, root, parents, name).map_err(wrap)?;
                 fsys::link_at(tdir.as_fd(), &tcname, dir.as_fd(), &cname).map_err(wrap)?;
                 // A hard link shares its target's inode and metadata: nothing more to set.
                 continue;
@@ -169,7 +169,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
                 };
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                remove_existing(&dir, &cname, root, parents, name).map_err(wrap)?;
+                remove_existing(dir, &cname, root, parents, name).map_err(wrap)?;
                 fsys::mknod_at(
                     dir.as_fd(),
                     &cname,
@@ -183,7 +183,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
                 continue;
             }
         }
-        apply_meta(&dir, &cname, kind, &meta).map_err(wrap)?;
+        apply_meta(dir, &cname, kind, &meta).map_err(wrap)?;
         if kind == EntryType::Directory {
             dir_times.push((comps.clone(), meta.mtime));
         }
