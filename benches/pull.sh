@@ -36,6 +36,11 @@ PY
     --layer "$work/rand2.tar" --tag pelagos-bench/random3:latest --out "$FX/random3.tar" >/dev/null
 fi
 
+# Earlier runs' stores are moved aside, not deleted, until the end: ext4 slows inode
+# allocation down for seconds after many deletions (`recently_deleted` dominated a profile),
+# which would measure the previous run's `rm -rf` instead of the pull.
+mkdir -p "$work/old"
+
 median() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print("%.0f ms (min %.0f, max %.0f)" % (r["median"]*1000, r["min"]*1000, r["max"]*1000))' "$1"; }
 
 for img in debian random3; do
@@ -46,11 +51,11 @@ for img in debian random3; do
   size=$(skopeo inspect --tls-verify=false --raw "docker://$ref" | python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
   echo "== $img: $((size / 1000000)) MB compressed, $RUNS runs each"
   hyperfine -N -w 1 -r "$RUNS" --export-json "$work/p.json" \
-    --prepare "rm -rf $work/root" \
+    --prepare "bash -c 'mv $work/root $work/old/\$RANDOM\$RANDOM 2>/dev/null || true'" \
     "$P --data-root $work/root --run-root $work/run pull -q $ref" >/dev/null
   echo "pelagos pull:           $(median "$work/p.json")"
   hyperfine -N -w 1 -r "$RUNS" --export-json "$work/s.json" \
-    --prepare "rm -rf $work/sk" \
+    --prepare "bash -c 'mv $work/sk $work/old/\$RANDOM\$RANDOM 2>/dev/null || true'" \
     "skopeo copy -q --src-tls-verify=false docker://$ref oci:$work/sk:x" >/dev/null
   echo "skopeo copy (no unpack): $(median "$work/s.json")"
   if [[ -S /var/run/docker.sock ]] && command -v docker >/dev/null; then
