@@ -94,6 +94,34 @@ fn pull_errors_are_clear_and_store_nothing() {
     assert_eq!(p.ok(&["images", "-q"]).trim(), "");
 }
 
+/// Builds an image archive from layer tars with the fixtures' mkimage.py.
+fn mkimage(p: &Pelagos, layers: &[&std::path::Path], tag: &str, arch: &str) -> std::path::PathBuf {
+    let archive = p
+        .dir
+        .path()
+        .join(format!("{}.tar", tag.replace(['/', ':'], "-")));
+    let mut cmd = Command::new("python3");
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/integration/fixtures/mkimage.py"
+    ))
+    .arg("rootfs");
+    for l in layers {
+        cmd.arg("--layer").arg(l);
+    }
+    let out = cmd
+        .args(["--tag", tag, "--arch", arch, "--out"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    archive
+}
+
 /// Builds a unique one-layer image (its only file holds a fresh marker, so no other test
 /// shares its blob) for `arch`, pushes it with skopeo as `{reg}/{repo}:{tag}`; returns the
 /// reference and the marker.
@@ -125,23 +153,7 @@ fn unique_image_with(
         b.append_data(&mut h, "marker", marker.as_bytes()).unwrap();
         b.finish().unwrap();
     }
-    let archive = p.dir.path().join(format!("img-{tag}.tar"));
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/integration/fixtures/mkimage.py"
-        ))
-        .args(["rootfs", "--layer"])
-        .arg(&layer)
-        .args(["--tag", &format!("{repo}:{tag}"), "--arch", arch, "--out"])
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let archive = mkimage(p, &[&layer], &format!("{repo}:{tag}"), arch);
     let name = format!("{reg}/{repo}:{tag}");
     let out = Command::new("skopeo")
         .args(["copy", "--dest-tls-verify=false"])
@@ -660,23 +672,7 @@ fn killed_pull_leaves_a_consistent_store_and_the_next_pull_works() {
         b.append_data(&mut h, "random.bin", &data[..]).unwrap();
         b.finish().unwrap();
     }
-    let archive = p.dir.path().join("big-img.tar");
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/integration/fixtures/mkimage.py"
-        ))
-        .args(["rootfs", "--layer"])
-        .arg(&layer)
-        .args(["--tag", "pelagos-test/big:1", "--out"])
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let archive = mkimage(&p, &[&layer], "pelagos-test/big:1", "amd64");
     let name = format!("{reg}/pelagos-test/big:{}", std::process::id());
     skopeo_copy(
         &format!("docker-archive:{}", archive.display()),
@@ -795,23 +791,7 @@ fn hostile_layer_from_a_registry_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let archive = p.dir.path().join("hostile-img.tar");
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/integration/fixtures/mkimage.py"
-        ))
-        .args(["rootfs", "--layer"])
-        .arg(&layer)
-        .args(["--tag", "pelagos-test/hostile:1", "--out"])
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let archive = mkimage(&p, &[&layer], "pelagos-test/hostile:1", "amd64");
     let name = format!("{reg}/pelagos-test/hostile:{pid}");
     skopeo_copy(
         &format!("docker-archive:{}", archive.display()),

@@ -199,13 +199,8 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> CliResult<i32> {
         }
         return Ok(0);
     }
-    if let Some(f) = &a.format {
-        for r in &rows {
-            println!("{}", format::render(f, r)?);
-        }
-        return Ok(0);
-    }
-    format::print_rows(
+    format::print_listing(
+        a.format.as_deref(),
         &[
             ("IMAGE", "ID"),
             ("CREATED", "CreatedSince"),
@@ -214,7 +209,7 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> CliResult<i32> {
             ("COMMENT", "Comment"),
         ],
         &rows,
-    );
+    )?;
     Ok(0)
 }
 
@@ -374,13 +369,8 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> CliResult<i32> {
         }
         return Ok(0);
     }
-    if let Some(f) = &a.format {
-        for r in &rows {
-            println!("{}", format::render(f, r)?);
-        }
-        return Ok(0);
-    }
-    format::print_rows(
+    format::print_listing(
+        a.format.as_deref(),
         &[
             ("REPOSITORY", "Repository"),
             ("TAG", "Tag"),
@@ -389,7 +379,7 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> CliResult<i32> {
             ("SIZE", "Size"),
         ],
         &rows,
-    );
+    )?;
     Ok(0)
 }
 
