@@ -220,17 +220,7 @@ pub fn prune(ctx: &Ctx, a: ImagePruneArgs) -> CliResult<i32> {
         ));
     }
     let store = ctx.images()?;
-    let engine = ctx.engine()?;
-    let containers = engine.containers.list()?;
-    let user_of = |image_id: &str| -> Option<ImageUser> {
-        containers
-            .iter()
-            .find(|c| c.record.image == image_id)
-            .map(|c| ImageUser {
-                container_id: c.record.id.clone(),
-                running: c.state.is_running(),
-            })
-    };
+    let user_of = image_users(ctx)?;
     let pruned = store.prune(a.all, &user_of)?;
     if !pruned.removed.is_empty() {
         println!("Deleted Images:");
@@ -388,11 +378,10 @@ pub fn tag(ctx: &Ctx, source: &str, target: &str) -> CliResult<i32> {
     Ok(0)
 }
 
-pub fn rmi(ctx: &Ctx, a: RmiArgs) -> CliResult<i32> {
-    let store = ctx.images()?;
-    let engine = ctx.engine()?;
-    let containers = engine.containers.list()?;
-    let user_of = |image_id: &str| -> Option<ImageUser> {
+/// Which container (if any) uses an image ID, for rmi's and prune's conflict rules.
+fn image_users(ctx: &Ctx) -> CliResult<impl Fn(&str) -> Option<ImageUser>> {
+    let containers = ctx.engine()?.containers.list()?;
+    Ok(move |image_id: &str| {
         containers
             .iter()
             .find(|c| c.record.image == image_id)
@@ -400,7 +389,12 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> CliResult<i32> {
                 container_id: c.record.id.clone(),
                 running: c.state.is_running(),
             })
-    };
+    })
+}
+
+pub fn rmi(ctx: &Ctx, a: RmiArgs) -> CliResult<i32> {
+    let store = ctx.images()?;
+    let user_of = image_users(ctx)?;
     let mut code = 0;
     for img in &a.images {
         match store.remove_with_users(img, a.force, &user_of) {
