@@ -803,3 +803,43 @@ fn hostile_layer_from_a_registry_is_refused() {
     assert!(!std::path::Path::new(&format!("/tmp/{escape}")).exists());
     assert_store_empty(&p);
 }
+
+/// A layer already unpacked from a load, pulled again as a differently compressed blob: the
+/// pull keeps the registry's blob too (without unpacking again), so the pulled image can be
+/// pushed and saved byte-exactly.
+#[test]
+fn loaded_then_pulled_image_can_be_pushed() {
+    let Some(reg) = registry() else { return };
+    let Some(p) = Pelagos::with_images(&[]) else {
+        return;
+    };
+    let pid = std::process::id();
+    // The archive holds the layer as a plain tar; skopeo gzips it for the registry, so the
+    // registry's blob is not the one the load kept.
+    let (name, _) = unique_image(&p, &reg, "pelagos-test/reloaded", &pid.to_string(), "amd64");
+    let archive = p
+        .dir
+        .path()
+        .join(format!("pelagos-test-reloaded-{pid}.tar"));
+    p.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let layers_before = std::fs::read_dir(p.data.join("image/layers"))
+        .unwrap()
+        .count();
+    let out = p.ok(&["pull", &name]);
+    assert!(out.contains("Pull complete"), "{out}");
+    assert_eq!(
+        std::fs::read_dir(p.data.join("image/layers"))
+            .unwrap()
+            .count(),
+        layers_before,
+        "the layer was unpacked twice"
+    );
+    let other = format!("{reg}/pelagos-test/reloaded-push:{pid}");
+    p.ok(&["tag", &name, &other]);
+    let out = p.ok(&["push", &other]);
+    let remote: serde_json::Value =
+        serde_json::from_str(&skopeo_inspect(&format!("docker://{name}"), false)).unwrap();
+    assert_eq!(pushed_digest(&out), remote["Digest"].as_str().unwrap());
+    let saved = p.dir.path().join("reloaded.tar");
+    p.ok(&["save", "-o", saved.to_str().unwrap(), &other]);
+}

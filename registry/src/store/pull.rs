@@ -256,7 +256,11 @@ impl ImageStore {
                 size: u64::try_from(desc.size).unwrap_or(0),
                 media_type: desc.media_type.clone(),
             });
-            if self.layers.exists(diff_id) {
+            // A layer unpacked from another source (a load, or the same content compressed
+            // differently) still needs this blob, or the image could not be pushed or saved
+            // byte-exactly; fetching it then only verifies and keeps it (nothing unpacks).
+            let blob = blobs.last().map(|b: &LayerBlob| &b.digest);
+            if self.layers.exists(diff_id) && blob.is_some_and(|b| self.blobs.exists(b)) {
                 emit(
                     events,
                     PullEvent::LayerExists {
@@ -314,7 +318,7 @@ impl ImageStore {
         let _lock = tokio::task::spawn_blocking(move || StoreLock::acquire(&lock_path))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
-        if self.layers.exists(diff_id) {
+        if self.layers.exists(diff_id) && self.blobs.exists(&expected) {
             // A concurrent pull fetched it while we waited for the lock.
             emit(
                 events,
