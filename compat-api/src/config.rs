@@ -1,0 +1,91 @@
+//! Daemon settings: command-line `-H` and `/etc/pelagos/daemon.json` (Docker's key names;
+//! unknown keys are ignored so one file can serve several pelagos components).
+
+use crate::server::Listen;
+use crate::{DaemonError, io};
+use engine::Roots;
+use serde::Deserialize;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_SOCKET: &str = "/var/run/pelagos.sock";
+pub const DEFAULT_CONFIG: &str = "/etc/pelagos/daemon.json";
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub roots: Roots,
+    /// Empty: the default socket.
+    pub hosts: Vec<Listen>,
+    /// Group owning the Unix socket; `None` means `docker` when that group exists.
+    pub group: Option<String>,
+    /// Written with our PID once the sockets accept connections (tests, service managers).
+    pub ready_fd_path: Option<PathBuf>,
+}
+
+/// The subset of daemon.json this component reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DaemonJson {
+    hosts: Vec<String>,
+    group: Option<String>,
+}
+
+impl DaemonConfig {
+    /// Merges the command line with daemon.json; the command line wins.
+    pub fn load(
+        roots: Roots,
+        cli_hosts: &[String],
+        group: Option<String>,
+        config_file: Option<&Path>,
+    ) -> Result<Self, DaemonError> {
+        let path = config_file.unwrap_or(Path::new(DEFAULT_CONFIG));
+        let file: DaemonJson = match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                DaemonError::Config(format!("invalid {}: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && config_file.is_none() => {
+                DaemonJson::default()
+            }
+            Err(e) => return Err(io(format!("read {}", path.display()))(e)),
+        };
+        let hosts_src = if cli_hosts.is_empty() {
+            &file.hosts
+        } else {
+            cli_hosts
+        };
+        let hosts = hosts_src
+            .iter()
+            .map(|h| Listen::parse(h))
+            .collect::<Result<_, _>>()?;
+        Ok(DaemonConfig {
+            roots,
+            hosts,
+            group: group.or(file.group),
+            ready_fd_path: None,
+        })
+    }
+}
+
+/// Binds the Unix socket with mode 0660, group `docker` (or the configured one) if it
+/// exists, replacing a stale socket file.
+pub fn bind_unix(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixListener, DaemonError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(DaemonError::Config(format!(
+            "{} is in use by another daemon",
+            path.display()
+        )));
+    }
+    let _ = std::fs::remove_file(path);
+    let l = tokio::net::UnixListener::bind(path)
+        .map_err(io(format!("listen on unix://{}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io(format!("chmod {}", path.display())))?;
+    let group = group.unwrap_or("docker");
+    if let Ok(Some(g)) = nix::unistd::Group::from_name(group) {
+        let _ = nix::unistd::chown(path, None, Some(g.gid));
+    }
+    Ok(l)
+}
