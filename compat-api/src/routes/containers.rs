@@ -211,19 +211,68 @@ pub async fn start_container(d: &AppState, id: &str) -> ApiResult<()> {
         .ok()
         .and_then(|mut m| m.remove(id));
     let streams = pending.as_ref().map(|p| p.streams).unwrap_or_default();
+    let record_before = d.engine.containers.load(id).ok().map(|c| c.record);
     let (ours, theirs) = engine::runtime::sync::channel()?;
     let d2 = d.clone();
     let target = id.to_string();
-    let result = blocking(move || d2.engine.start(&target, Some((theirs, streams)))).await;
+    let result = tokio::task::spawn_blocking(move || d2.engine.start(&target, Some((theirs, streams))))
+        .await?;
     match result {
         Ok(_pid) => {
             supervise::supervise_started(d, id, ours, pending)
                 .map_err(|e| ApiError::internal(format!("watch container: {e}")))?;
             Ok(())
         }
-        Err(e) => Err(e),
+        Err(err) => {
+            let code = match &err {
+                engine::Error::StartFailed { exit_code, .. } => *exit_code,
+                _ => 128,
+            };
+            let e = ApiError::from(err);
+            // A start that failed is an exit for waiters (`docker run` waits for the
+            // removal of an auto-remove container even after its start failed).
+            if let Some(r) = &record_before {
+                // An auto-remove container goes away with its failed start (its monitor
+                // may be removing it too; either way it is gone when we answer).
+                let gone = if r.host_config.auto_remove {
+                    let d2 = d.clone();
+                    let target = id.to_string();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        d2.engine.remove(&target, true, true)
+                    })
+                    .await;
+                    true
+                } else {
+                    d.engine.containers.load(id).is_err()
+                };
+                publish_failed_start(d, r, id, code, !gone);
+            }
+            Err(e)
+        }
     }
 }
+
+fn publish_failed_start(
+    d: &AppState,
+    r: &engine::model::ContainerRecord,
+    id: &str,
+    code: i32,
+    still_there: bool,
+) {
+    d.events.container(
+        "die",
+        id,
+        &r.config.image,
+        &r.name,
+        &r.config.labels,
+        &[("exitCode", code.to_string())],
+    );
+    if !still_there {
+        d.events
+            .container("destroy", id, &r.config.image, &r.name, &r.config.labels, &[]);
+    }
+}
+
 
 async fn start(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Response<Body>> {
     let c = lookup(&d, &id).await?;
