@@ -243,7 +243,11 @@ fn assert_has_keys(ours: &Value, reference: &Value, what: &str, allow_missing: &
 #[test]
 fn version_info_ping_and_version_routing() {
     let Some(d) = Daemon::start() else { return };
-    let v = d.ok(&["version", "--format", "{{.Server.APIVersion}} {{.Server.MinAPIVersion}}"]);
+    let v = d.ok(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.MinAPIVersion}}",
+    ]);
     assert_eq!(v.trim(), "1.47 1.24");
     let info = d.ok(&["info", "--format", "{{json .}}"]);
     let info: Value = serde_json::from_str(&info).unwrap();
@@ -270,7 +274,11 @@ fn version_info_ping_and_version_routing() {
     assert_eq!(v["ApiVersion"], "1.47");
     let (st, h, body) = d.http("GET", "/v1.11/version", b"");
     assert_eq!(st, 400);
-    assert!(header(&h, "content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        header(&h, "content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
     assert!(String::from_utf8_lossy(&body).contains("client version 1.11 is too old"));
     // Unknown routes: 404 with a JSON message, and the headers.
     let (st, h, body) = d.http("GET", "/v1.47/nope/nothing", b"");
@@ -289,7 +297,12 @@ fn version_info_ping_and_version_routing() {
             &ours,
             &s,
             "info",
-            &["KernelMemory", "KernelMemoryTCP", "BridgeNfIptables", "BridgeNfIp6tables"],
+            &[
+                "KernelMemory",
+                "KernelMemoryTCP",
+                "BridgeNfIptables",
+                "BridgeNfIp6tables",
+            ],
         );
     }
 }
@@ -299,7 +312,14 @@ fn run_rm_output_and_exit_codes() {
     let Some(d) = Daemon::start() else { return };
     let o = d.docker(&["run", "--rm", "busybox", "echo", "hi"]);
     assert_eq!((o.code, o.stdout.as_str()), (0, "hi\n"), "{}", o.stderr);
-    let o = d.docker(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(o.code, 3, "{}", o.stderr);
     assert_eq!(o.stdout, "out\n");
     assert_eq!(o.stderr, "err\n");
@@ -313,9 +333,15 @@ fn run_rm_output_and_exit_codes() {
     assert_eq!(o.code, 125, "{}", o.stderr);
     // Shared state: the CLI sees what the API made, and the other way round.
     let id = d.ok(&["create", "--name", "via-api", "busybox", "true"]);
-    assert!(d.p.ok(&["ps", "-a", "--no-trunc", "-q"]).contains(id.trim()));
+    assert!(
+        d.p.ok(&["ps", "-a", "--no-trunc", "-q"])
+            .contains(id.trim())
+    );
     d.p.ok(&["create", "--name", "via-cli", "busybox", "true"]);
-    assert!(d.ok(&["ps", "-a", "--format", "{{.Names}}"]).contains("via-cli"));
+    assert!(
+        d.ok(&["ps", "-a", "--format", "{{.Names}}"])
+            .contains("via-cli")
+    );
     assert!(d.pings());
 }
 
@@ -346,7 +372,8 @@ fn detached_logs_follow_stop_and_restart_daemon() {
     d.stop();
     d.spawn();
     assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.Running}}", "ticker"]).trim(),
+        d.ok(&["inspect", "-f", "{{.State.Running}}", "ticker"])
+            .trim(),
         "true"
     );
     d.ok(&["stop", "ticker"]);
@@ -355,8 +382,13 @@ fn detached_logs_follow_stop_and_restart_daemon() {
     assert!(text.contains("line0") && text.contains("line3"), "{text}");
     assert!(d.ok(&["logs", "--tail", "1", "ticker"]).contains("bye"));
     assert_eq!(
-        d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "ticker"])
-            .trim(),
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "ticker"
+        ])
+        .trim(),
         "exited 0"
     );
     // Stop of a stopped container is a no-op success for the CLI (304).
@@ -370,7 +402,11 @@ fn detached_logs_follow_stop_and_restart_daemon() {
     // Removing a running container without force: 409.
     let o = d.docker(&["rm", "ticker"]);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("cannot remove a running container"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("cannot remove a running container"),
+        "{}",
+        o.stderr
+    );
     d.ok(&["rm", "-f", "ticker"]);
 }
 
@@ -440,7 +476,10 @@ fn interactive_run_and_exec_under_a_pty() {
 fn exec_stdin_exit_codes_and_inspect() {
     let Some(d) = Daemon::start() else { return };
     d.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "60"]);
-    let o = d.docker_input(&["exec", "-i", "box", "sh", "-c", "cat; echo done >&2"], Some(b"from stdin\n"));
+    let o = d.docker_input(
+        &["exec", "-i", "box", "sh", "-c", "cat; echo done >&2"],
+        Some(b"from stdin\n"),
+    );
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(o.stdout, "from stdin\n");
     assert_eq!(o.stderr, "done\n");
@@ -461,7 +500,11 @@ fn exec_stdin_exit_codes_and_inspect() {
     );
     assert_eq!(st, 201, "{v}");
     let exec = v["Id"].as_str().unwrap().to_string();
-    let (st, _, _) = d.http("POST", &format!("/exec/{exec}/start"), br#"{"Detach":false,"Tty":false}"#);
+    let (st, _, _) = d.http(
+        "POST",
+        &format!("/exec/{exec}/start"),
+        br#"{"Detach":false,"Tty":false}"#,
+    );
     assert_eq!(st, 200);
     let (st, v) = d.json("GET", &format!("/exec/{exec}/json"), "");
     assert_eq!(st, 200);
@@ -487,21 +530,44 @@ fn cp_both_ways_and_before_start() {
     std::fs::create_dir_all(dir.join("tree/sub")).unwrap();
     std::fs::write(dir.join("tree/sub/y"), "y\n").unwrap();
     // Before start: goes into the writable layer.
-    d.ok(&["create", "--name", "c1", "busybox", "sh", "-c", "cat /f.txt /tmp/tree/sub/y"]);
+    d.ok(&[
+        "create",
+        "--name",
+        "c1",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /f.txt /tmp/tree/sub/y",
+    ]);
     d.ok(&["cp", dir.join("f.txt").to_str().unwrap(), "c1:/"]);
     d.ok(&["cp", dir.join("tree").to_str().unwrap(), "c1:/tmp/"]);
     let o = d.docker(&["start", "-a", "c1"]);
     assert_eq!(o.stdout, "content\ny\n", "{}", o.stderr);
     // From a stopped container and from a running one.
     d.ok(&["cp", "c1:/tmp/tree", dir.join("back").to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(dir.join("back/sub/y")).unwrap(), "y\n");
-    d.ok(&["run", "-d", "--name", "c2", "busybox", "sh", "-c", "echo inside > /tmp/in; sleep 60"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("back/sub/y")).unwrap(),
+        "y\n"
+    );
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo inside > /tmp/in; sleep 60",
+    ]);
     assert!(poll_until(Duration::from_secs(5), || d
         .docker(&["exec", "c2", "test", "-f", "/tmp/in"])
         .code
         == 0));
     d.ok(&["cp", "c2:/tmp/in", dir.join("in.txt").to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(dir.join("in.txt")).unwrap(), "inside\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("in.txt")).unwrap(),
+        "inside\n"
+    );
     d.ok(&["cp", dir.join("f.txt").to_str().unwrap(), "c2:/tmp/f.txt"]);
     assert_eq!(d.ok(&["exec", "c2", "cat", "/tmp/f.txt"]), "content\n");
     // Missing paths: 404 with the stat header absent; the CLI says so.
@@ -537,27 +603,60 @@ fn cp_both_ways_and_before_start() {
 #[test]
 fn ps_filters_inspect_and_lifecycle() {
     let Some(d) = Daemon::start() else { return };
-    d.ok(&["run", "-d", "--name", "a1", "-l", "app=one", "busybox", "sleep", "60"]);
-    d.ok(&["run", "-d", "--name", "a2", "-l", "app=two", "busybox", "sleep", "60"]);
-    assert_eq!(d.docker(&["run", "--name", "ex", "busybox", "sh", "-c", "exit 4"]).code, 4);
+    d.ok(&[
+        "run", "-d", "--name", "a1", "-l", "app=one", "busybox", "sleep", "60",
+    ]);
+    d.ok(&[
+        "run", "-d", "--name", "a2", "-l", "app=two", "busybox", "sleep", "60",
+    ]);
+    assert_eq!(
+        d.docker(&["run", "--name", "ex", "busybox", "sh", "-c", "exit 4"])
+            .code,
+        4
+    );
     let names = |args: &[&str]| {
-        let mut v: Vec<String> = d
-            .ok(args)
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let mut v: Vec<String> = d.ok(args).lines().map(str::to_string).collect();
         v.sort();
         v
     };
     assert_eq!(names(&["ps", "--format", "{{.Names}}"]), ["a1", "a2"]);
-    assert_eq!(names(&["ps", "-a", "--format", "{{.Names}}"]), ["a1", "a2", "ex"]);
-    assert_eq!(names(&["ps", "--filter", "label=app=one", "--format", "{{.Names}}"]), ["a1"]);
-    assert_eq!(names(&["ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"]), ["ex"]);
-    assert_eq!(names(&["ps", "-a", "--filter", "exited=4", "--format", "{{.Names}}"]), ["ex"]);
-    assert_eq!(names(&["ps", "--filter", "name=a2", "--format", "{{.Names}}"]), ["a2"]);
-    assert_eq!(names(&["ps", "-a", "--filter", "ancestor=busybox", "-q"]).len(), 3);
+    assert_eq!(
+        names(&["ps", "-a", "--format", "{{.Names}}"]),
+        ["a1", "a2", "ex"]
+    );
+    assert_eq!(
+        names(&["ps", "--filter", "label=app=one", "--format", "{{.Names}}"]),
+        ["a1"]
+    );
+    assert_eq!(
+        names(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Names}}"
+        ]),
+        ["ex"]
+    );
+    assert_eq!(
+        names(&["ps", "-a", "--filter", "exited=4", "--format", "{{.Names}}"]),
+        ["ex"]
+    );
+    assert_eq!(
+        names(&["ps", "--filter", "name=a2", "--format", "{{.Names}}"]),
+        ["a2"]
+    );
+    assert_eq!(
+        names(&["ps", "-a", "--filter", "ancestor=busybox", "-q"]).len(),
+        3
+    );
     // The list filter in docker-py's list encoding.
-    let (st, v) = d.json("GET", "/containers/json?filters=%7B%22label%22%3A%5B%22app%3Dtwo%22%5D%7D", "");
+    let (st, v) = d.json(
+        "GET",
+        "/containers/json?filters=%7B%22label%22%3A%5B%22app%3Dtwo%22%5D%7D",
+        "",
+    );
     assert_eq!(st, 200);
     assert_eq!(v.as_array().unwrap().len(), 1);
     if let Some(s) = sample("containers_list.txt") {
@@ -568,25 +667,53 @@ fn ps_filters_inspect_and_lifecycle() {
     assert_eq!(v[0]["Name"], "/a1");
     assert_eq!(v[0]["Config"]["Labels"]["app"], "one");
     assert_eq!(v[0]["State"]["Running"], true);
-    for k in ["Id", "Created", "Path", "Args", "State", "Image", "HostConfig", "Mounts", "Config", "NetworkSettings"] {
+    for k in [
+        "Id",
+        "Created",
+        "Path",
+        "Args",
+        "State",
+        "Image",
+        "HostConfig",
+        "Mounts",
+        "Config",
+        "NetworkSettings",
+    ] {
         assert!(v[0].get(k).is_some(), "inspect lacks {k}");
     }
     // wait, kill, restart, rename, pause, top, stats
     assert_eq!(d.ok(&["wait", "ex"]).trim(), "4");
     d.ok(&["pause", "a1"]);
-    assert!(d.ok(&["ps", "--filter", "name=a1", "--format", "{{.Status}}"]).contains("Paused"));
+    assert!(
+        d.ok(&["ps", "--filter", "name=a1", "--format", "{{.Status}}"])
+            .contains("Paused")
+    );
     d.ok(&["unpause", "a1"]);
     let top = d.ok(&["top", "a1"]);
     assert!(top.contains("sleep 60"), "{top}");
-    let stats = d.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "a1"]);
+    let stats = d.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        "a1",
+    ]);
     assert_eq!(stats.trim(), "a1 1");
     d.ok(&["rename", "a1", "renamed"]);
-    assert_eq!(d.ok(&["inspect", "-f", "{{.Name}}", "renamed"]).trim(), "/renamed");
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.Name}}", "renamed"]).trim(),
+        "/renamed"
+    );
     let o = d.docker(&["rename", "renamed", "a2"]);
     assert_eq!(o.code, 1, "rename onto a used name must fail");
     let before = d.ok(&["inspect", "-f", "{{.State.StartedAt}}", "renamed"]);
     d.ok(&["restart", "-t", "0", "renamed"]);
-    let after = d.ok(&["inspect", "-f", "{{.State.StartedAt}} {{.State.Running}}", "renamed"]);
+    let after = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.StartedAt}} {{.State.Running}}",
+        "renamed",
+    ]);
     assert_ne!(before.trim(), after.trim());
     assert!(after.trim().ends_with("true"));
     d.ok(&["kill", "renamed"]);
@@ -603,14 +730,27 @@ fn events_stream_and_replay() {
     let Some(d) = Daemon::start() else { return };
     let since = chrono::Utc::now().timestamp().to_string();
     let ev = d
-        .docker_cmd(&["events", "--format", "{{json .}}", "--filter", "event=start"])
+        .docker_cmd(&[
+            "events",
+            "--format",
+            "{{json .}}",
+            "--filter",
+            "event=start",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    d.ok(&["run", "--rm", "-l", "devcontainer.local_folder=/x", "busybox", "true"]);
+    d.ok(&[
+        "run",
+        "--rm",
+        "-l",
+        "devcontainer.local_folder=/x",
+        "busybox",
+        "true",
+    ]);
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(ev.id() as i32, libc::SIGTERM) };
@@ -624,7 +764,15 @@ fn events_stream_and_replay() {
     assert!(v["timeNano"].as_i64().unwrap() > 0);
     // A bounded replay: create, start, die, destroy.
     let until = (chrono::Utc::now().timestamp() + 1).to_string();
-    let o = d.ok(&["events", "--since", &since, "--until", &until, "--format", "{{.Action}}"]);
+    let o = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "{{.Action}}",
+    ]);
     let actions: Vec<&str> = o.lines().collect();
     assert_eq!(actions, ["create", "start", "die", "destroy"], "{o}");
 }
@@ -633,16 +781,48 @@ fn events_stream_and_replay() {
 fn volumes_prunes_and_system_df() {
     let Some(d) = Daemon::start() else { return };
     d.ok(&["volume", "create", "--label", "k=v", "data"]);
-    d.ok(&["run", "--rm", "-v", "data:/data", "busybox", "sh", "-c", "echo hi > /data/x"]);
-    assert_eq!(d.ok(&["run", "--rm", "-v", "data:/data", "busybox", "cat", "/data/x"]), "hi\n");
+    d.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /data/x",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            "data:/data",
+            "busybox",
+            "cat",
+            "/data/x"
+        ]),
+        "hi\n"
+    );
     assert_eq!(d.ok(&["volume", "ls", "-q"]).trim(), "data");
-    assert_eq!(d.ok(&["volume", "ls", "-q", "--filter", "label=k=v"]).trim(), "data");
+    assert_eq!(
+        d.ok(&["volume", "ls", "-q", "--filter", "label=k=v"])
+            .trim(),
+        "data"
+    );
     let v: Value = serde_json::from_str(&d.ok(&["volume", "inspect", "data"])).unwrap();
     assert_eq!(v[0]["Driver"], "local");
     assert!(chrono::DateTime::parse_from_rfc3339(v[0]["CreatedAt"].as_str().unwrap()).is_ok());
     let o = d.docker(&["volume", "inspect", "nope"]);
     assert_eq!(o.code, 1);
-    d.ok(&["create", "--name", "user", "-v", "data:/data", "busybox", "true"]);
+    d.ok(&[
+        "create",
+        "--name",
+        "user",
+        "-v",
+        "data:/data",
+        "busybox",
+        "true",
+    ]);
     let o = d.docker(&["volume", "rm", "data"]);
     assert_eq!(o.code, 1, "a volume in use is not removed");
     assert!(d.ok(&["system", "df"]).contains("Local Volumes"));
@@ -653,7 +833,10 @@ fn volumes_prunes_and_system_df() {
     d.ok(&["volume", "prune", "-af"]);
     assert_eq!(d.ok(&["volume", "ls", "-q"]).trim(), "");
     d.ok(&["image", "prune", "-f"]);
-    assert!(d.ok(&["images", "-q"]).trim().len() >= 12, "busybox is not dangling");
+    assert!(
+        d.ok(&["images", "-q"]).trim().len() >= 12,
+        "busybox is not dangling"
+    );
 }
 
 #[test]
@@ -665,14 +848,26 @@ fn images_load_tag_rmi_inspect_and_pull() {
         assert!(o.contains("Loaded image"), "{o}");
     }
     d.ok(&["tag", "busybox", "example.com/team/bb:v1"]);
-    assert!(d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]).contains("example.com/team/bb:v1"));
+    assert!(
+        d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+            .contains("example.com/team/bb:v1")
+    );
     // Names with a registry host and slashes.
-    let v: Value = serde_json::from_str(&d.ok(&["image", "inspect", "example.com/team/bb:v1"])).unwrap();
-    assert!(v[0].get("ContainerConfig").is_some(), "docker-compose v1 needs ContainerConfig");
+    let v: Value =
+        serde_json::from_str(&d.ok(&["image", "inspect", "example.com/team/bb:v1"])).unwrap();
+    assert!(
+        v[0].get("ContainerConfig").is_some(),
+        "docker-compose v1 needs ContainerConfig"
+    );
     assert!(v[0]["Id"].as_str().unwrap().starts_with("sha256:"));
     if let Some(s) = sample("image_inspect.txt") {
         let s = if s.is_array() { s[0].clone() } else { s };
-        assert_has_keys(&v[0], &s, "image inspect", &["VirtualSize", "Container", "DockerVersion"]);
+        assert_has_keys(
+            &v[0],
+            &s,
+            "image inspect",
+            &["VirtualSize", "Container", "DockerVersion"],
+        );
     }
     let o = d.ok(&["rmi", "example.com/team/bb:v1"]);
     assert!(o.contains("Untagged: example.com/team/bb:v1"), "{o}");
@@ -687,18 +882,28 @@ fn images_load_tag_rmi_inspect_and_pull() {
     assert_eq!(o.code, 1);
     assert_eq!(d.ok(&["images", "-q"]), before);
     // Pull from the local registry (pushed with skopeo, as the pull tests do).
-    let Some(reg) = std::env::var("PELAGOS_TEST_REGISTRY").ok().filter(|r| !r.is_empty()) else {
+    let Some(reg) = std::env::var("PELAGOS_TEST_REGISTRY")
+        .ok()
+        .filter(|r| !r.is_empty())
+    else {
         println!("skipped pull: PELAGOS_TEST_REGISTRY is not set");
         return;
     };
     let name = format!("{reg}/api-test/busybox:pulled");
     let st = Command::new("skopeo")
         .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("docker-archive:{}", d.p.fixtures.join("busybox.tar").display()))
+        .arg(format!(
+            "docker-archive:{}",
+            d.p.fixtures.join("busybox.tar").display()
+        ))
         .arg(format!("docker://{name}"))
         .output()
         .expect("skopeo");
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let o = d.ok(&["pull", &name]);
     assert!(o.contains("Digest: sha256:"), "{o}");
     assert_eq!(d.ok(&["run", "--rm", &name, "echo", "pulled"]), "pulled\n");
@@ -722,7 +927,11 @@ fn bad_input_gets_docker_status_codes_and_creates_nothing() {
     let (st, v) = create(r#"{"Image":"nosuch:latest","Cmd":["true"]}"#);
     assert_eq!(st, 404);
     assert_eq!(v["message"], "No such image: nosuch:latest");
-    let (st, _) = d.json("POST", "/containers/create?name=bad%2Fname", r#"{"Image":"busybox","Cmd":["true"]}"#);
+    let (st, _) = d.json(
+        "POST",
+        "/containers/create?name=bad%2Fname",
+        r#"{"Image":"busybox","Cmd":["true"]}"#,
+    );
     assert_eq!(st, 400);
     // Unknown fields and query keys are ignored.
     let (st, v) = d.json(
@@ -731,7 +940,11 @@ fn bad_input_gets_docker_status_codes_and_creates_nothing() {
         r#"{"Image":"busybox","Cmd":["true"],"OutputCapacity":null,"GwPriority":1,"HostConfig":{"DNSNames":["x"]}}"#,
     );
     assert_eq!(st, 201, "{v}");
-    let (st, v) = d.json("POST", "/containers/create?name=ok1", r#"{"Image":"busybox","Cmd":["true"]}"#);
+    let (st, v) = d.json(
+        "POST",
+        "/containers/create?name=ok1",
+        r#"{"Image":"busybox","Cmd":["true"]}"#,
+    );
     assert_eq!(st, 409, "{v}");
     // A huge body is refused without being buffered whole.
     let huge = format!(r#"{{"Image":"busybox","Cmd":["{}"]}}"#, "x".repeat(8 << 20));
@@ -739,7 +952,10 @@ fn bad_input_gets_docker_status_codes_and_creates_nothing() {
     assert!(st == 400 || st == 413, "huge body: {st}");
     // Unknown IDs everywhere: 404 with Docker's message.
     let (st, v) = d.json("GET", "/containers/nope/json", "");
-    assert_eq!((st, v["message"].as_str()), (404, Some("No such container: nope")));
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (404, Some("No such container: nope"))
+    );
     for (m, p) in [
         ("POST", "/containers/nope/start"),
         ("POST", "/containers/nope/stop"),
@@ -757,14 +973,23 @@ fn bad_input_gets_docker_status_codes_and_creates_nothing() {
     // Not a swarm manager; no plugins; no BuildKit session yet.
     let (st, v) = d.json("GET", "/swarm", "");
     assert_eq!(st, 503);
-    assert!(v["message"].as_str().unwrap().contains("not a swarm manager"));
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a swarm manager")
+    );
     assert_eq!(d.json("POST", "/swarm/leave", "").0, 503);
     assert_eq!(d.json("GET", "/plugins/foo/json", "").0, 404);
     assert_eq!(d.json("POST", "/session", "").0, 404);
     // Bad parameters.
     assert_eq!(d.json("GET", "/containers/json?filters=%7Bbad", "").0, 400);
     assert_eq!(d.json("GET", "/containers/json?limit=abc", "").0, 400);
-    assert_eq!(d.json("POST", "/containers/ok1/wait?condition=sometimes", "").0, 400);
+    assert_eq!(
+        d.json("POST", "/containers/ok1/wait?condition=sometimes", "")
+            .0,
+        400
+    );
     // Only ok1 was created, and the daemon still serves.
     assert_eq!(d.ok(&["ps", "-a", "--format", "{{.Names}}"]).trim(), "ok1");
     assert!(d.pings());

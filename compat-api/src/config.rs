@@ -40,9 +40,8 @@ impl DaemonConfig {
     ) -> Result<Self, DaemonError> {
         let path = config_file.unwrap_or(Path::new(DEFAULT_CONFIG));
         let file: DaemonJson = match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                DaemonError::Config(format!("invalid {}: {e}", path.display()))
-            })?,
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| DaemonError::Config(format!("invalid {}: {e}", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && config_file.is_none() => {
                 DaemonJson::default()
             }
@@ -68,7 +67,10 @@ impl DaemonConfig {
 
 /// Binds the Unix socket with mode 0660, group `docker` (or the configured one) if it
 /// exists, replacing a stale socket file.
-pub fn bind_unix(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixListener, DaemonError> {
+pub fn bind_unix(
+    path: &Path,
+    group: Option<&str>,
+) -> Result<tokio::net::UnixListener, DaemonError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io(format!("create {}", dir.display())))?;
     }

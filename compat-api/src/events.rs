@@ -90,14 +90,7 @@ impl Bus {
         for (k, v) in extra {
             attributes.insert(k.to_string(), v.clone());
         }
-        self.publish(make(
-            "container",
-            action,
-            id,
-            image,
-            attributes,
-            true,
-        ));
+        self.publish(make("container", action, id, image, attributes, true));
     }
 
     pub fn simple(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, String)]) {
@@ -119,9 +112,21 @@ fn make(
 ) -> Event {
     let nanos = engine::logs::now_nanos();
     Event {
-        status: if legacy { action.to_string() } else { String::new() },
-        id: if legacy { id.to_string() } else { String::new() },
-        from: if legacy { from.to_string() } else { String::new() },
+        status: if legacy {
+            action.to_string()
+        } else {
+            String::new()
+        },
+        id: if legacy {
+            id.to_string()
+        } else {
+            String::new()
+        },
+        from: if legacy {
+            from.to_string()
+        } else {
+            String::new()
+        },
         kind: kind.to_string(),
         action: action.to_string(),
         actor: Actor {

@@ -104,7 +104,10 @@ mod tests {
             assert!(!truthy(f));
         }
         let mut q = HashMap::new();
-        q.insert("filters".into(), r#"{"label":{"a=1":true},"name":["x"]}"#.into());
+        q.insert(
+            "filters".into(),
+            r#"{"label":{"a=1":true},"name":["x"]}"#.into(),
+        );
         let f = filters(&q).unwrap();
         assert_eq!(f["label"], vec!["a=1"]);
         assert_eq!(f["name"], vec!["x"]);

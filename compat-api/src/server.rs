@@ -39,7 +39,8 @@ impl Listen {
 
 /// Strips a `/vX.Y` prefix. Versions above ours are served as ours; below the minimum is
 /// Docker's 400 (plain text, like moby).
-fn route_version(req: &mut Request<hyper::body::Incoming>) -> Result<(), Response<Body>> {
+/// Err carries the plain-text message of a too-old version.
+fn route_version(req: &mut Request<hyper::body::Incoming>) -> Result<(), String> {
     let path = req.uri().path();
     let Some(rest) = path.strip_prefix("/v") else {
         return Ok(());
@@ -55,16 +56,9 @@ fn route_version(req: &mut Request<hyper::body::Incoming>) -> Result<(), Respons
         return Ok(());
     };
     if (maj, min) < MIN {
-        let msg = format!(
+        return Err(format!(
             "client version {ver} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
-        );
-        let mut r = Response::new(Body::from(msg));
-        *r.status_mut() = StatusCode::BAD_REQUEST;
-        r.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        return Err(r);
+        ));
     }
     let new = match req.uri().query() {
         Some(q) => format!("{tail}?{q}"),
@@ -89,7 +83,15 @@ fn add_headers(r: &mut Response<Body>) {
 
 async fn handle(app: Router, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
     let mut resp = match route_version(&mut req) {
-        Err(r) => r,
+        Err(msg) => {
+            let mut r = Response::new(Body::from(msg));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            r
+        }
         Ok(()) => {
             let mut app = app;
             match tower_service::Service::call(&mut app, req).await {

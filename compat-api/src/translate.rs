@@ -51,7 +51,9 @@ fn mount(m: &Mount) -> ApiResult<MountSpec> {
         .unwrap_or_else(|| "volume".into());
     let target = m.target.clone().unwrap_or_default();
     if target.is_empty() {
-        return Err(ApiError::bad_request("invalid mount config: Target is required"));
+        return Err(ApiError::bad_request(
+            "invalid mount config: Target is required",
+        ));
     }
     let mut spec = MountSpec {
         kind: kind.clone(),

@@ -150,7 +150,8 @@ pub fn filter_matches(c: &Container, key: &str, v: &str) -> bool {
         "status" => c.state.status.as_str() == v,
         "id" => c.record.id.starts_with(v),
         "exited" => {
-            c.state.status == Status::Exited && v.parse::<i32>().is_ok_and(|n| n == c.state.exit_code)
+            c.state.status == Status::Exited
+                && v.parse::<i32>().is_ok_and(|n| n == c.state.exit_code)
         }
         "ancestor" => c.record.config.image == v || (!v.is_empty() && c.record.image.contains(v)),
         "network" => {

@@ -45,8 +45,8 @@ pub fn read_logs(
     let follow = q.follow && c.state.is_running();
     // Watch before reading so nothing written in between is missed.
     let inotify = if follow {
-        let ino = Inotify::init(InitFlags::IN_CLOEXEC)
-            .map_err(|e| Error::io("inotify", e.into()))?;
+        let ino =
+            Inotify::init(InitFlags::IN_CLOEXEC).map_err(|e| Error::io("inotify", e.into()))?;
         ino.add_watch(
             &paths.log_dir(),
             AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO,

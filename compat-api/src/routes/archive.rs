@@ -85,8 +85,8 @@ fn go_mode(md: &std::fs::Metadata) -> u32 {
 }
 
 fn stat_header(host: &std::path::Path, path: &str) -> ApiResult<HeaderValue> {
-    let md = std::fs::symlink_metadata(host)
-        .map_err(|e| ApiError::not_found(format!("{path}: {e}")))?;
+    let md =
+        std::fs::symlink_metadata(host).map_err(|e| ApiError::not_found(format!("{path}: {e}")))?;
     let link = if md.file_type().is_symlink() {
         std::fs::read_link(host)
             .map(|l| l.display().to_string())
@@ -182,8 +182,10 @@ pub async fn get(
         }
     });
     let mut r = Response::new(Body::from_stream(super::system::futures_stream(rx)));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
     r.headers_mut().insert("X-Docker-Container-Path-Stat", h);
     Ok(r)
 }
@@ -228,8 +230,7 @@ pub async fn put(
         let mut body = req.into_body().into_data_stream();
         use futures_core::Stream;
         loop {
-            let next =
-                std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await;
+            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await;
             match next {
                 None => break,
                 Some(Ok(chunk)) => f

@@ -44,7 +44,8 @@ pub fn hijack(req: Request, tty: bool, output: OutRx, stdin: Option<InTx>) -> Re
             }
         });
         let mut r = Response::new(Body::from_stream(super::system::futures_stream(rx)));
-        r.headers_mut().insert(header::CONTENT_TYPE, content_type(tty));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, content_type(tty));
         return r;
     }
     let on_upgrade = hyper::upgrade::on(req);

@@ -86,8 +86,15 @@ async fn create(
         .image
         .clone()
         .filter(|i| !i.is_empty())
-        .ok_or_else(|| ApiError::bad_request("config cannot be empty in order to create a container"))?;
-    if body.networking_config.as_ref().and_then(|n| n.endpoints_config.as_ref()).is_some_and(|e| e.len() > 1) {
+        .ok_or_else(|| {
+            ApiError::bad_request("config cannot be empty in order to create a container")
+        })?;
+    if body
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.as_ref())
+        .is_some_and(|e| e.len() > 1)
+    {
         // Networks other than none/host need the network crate.
     }
     let d2 = d.clone();
@@ -161,8 +168,20 @@ async fn list(State(d): State<AppState>, q: Params) -> ApiResult<Json<Vec<Value>
     for k in f.keys() {
         if !matches!(
             k.as_str(),
-            "label" | "name" | "status" | "id" | "exited" | "ancestor" | "network" | "health"
-                | "volume" | "before" | "since" | "is-task" | "publish" | "expose"
+            "label"
+                | "name"
+                | "status"
+                | "id"
+                | "exited"
+                | "ancestor"
+                | "network"
+                | "health"
+                | "volume"
+                | "before"
+                | "since"
+                | "is-task"
+                | "publish"
+                | "expose"
         ) {
             return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
         }
@@ -187,7 +206,9 @@ async fn list(State(d): State<AppState>, q: Params) -> ApiResult<Json<Vec<Value>
         .map(|c| {
             let mut s = summary(c);
             if size {
-                s["SizeRw"] = json!(super::system::dir_size(&d.engine.paths(&c.record.id).upper()));
+                s["SizeRw"] = json!(super::system::dir_size(
+                    &d.engine.paths(&c.record.id).upper()
+                ));
             }
             s
         })
@@ -205,18 +226,15 @@ async fn inspect(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult
 /// Starts `id`, making this daemon the monitor's first client (with a pending `docker
 /// run` attach, if any).
 pub async fn start_container(d: &AppState, id: &str) -> ApiResult<()> {
-    let pending = d
-        .pending_attach
-        .lock()
-        .ok()
-        .and_then(|mut m| m.remove(id));
+    let pending = d.pending_attach.lock().ok().and_then(|mut m| m.remove(id));
     let streams = pending.as_ref().map(|p| p.streams).unwrap_or_default();
     let record_before = d.engine.containers.load(id).ok().map(|c| c.record);
     let (ours, theirs) = engine::runtime::sync::channel()?;
     let d2 = d.clone();
     let target = id.to_string();
-    let result = tokio::task::spawn_blocking(move || d2.engine.start(&target, Some((theirs, streams))))
-        .await?;
+    let result =
+        tokio::task::spawn_blocking(move || d2.engine.start(&target, Some((theirs, streams))))
+            .await?;
     match result {
         Ok(_pid) => {
             supervise::supervise_started(d, id, ours, pending)
@@ -237,10 +255,9 @@ pub async fn start_container(d: &AppState, id: &str) -> ApiResult<()> {
                 let gone = if r.host_config.auto_remove {
                     let d2 = d.clone();
                     let target = id.to_string();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        d2.engine.remove(&target, true, true)
-                    })
-                    .await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || d2.engine.remove(&target, true, true))
+                            .await;
                     true
                 } else {
                     d.engine.containers.load(id).is_err()
@@ -268,11 +285,16 @@ fn publish_failed_start(
         &[("exitCode", code.to_string())],
     );
     if !still_there {
-        d.events
-            .container("destroy", id, &r.config.image, &r.name, &r.config.labels, &[]);
+        d.events.container(
+            "destroy",
+            id,
+            &r.config.image,
+            &r.name,
+            &r.config.labels,
+            &[],
+        );
     }
 }
-
 
 async fn start(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Response<Body>> {
     let c = lookup(&d, &id).await?;
@@ -403,8 +425,8 @@ async fn wait(
     let d2 = d.clone();
     tokio::spawn(async move {
         let body = |code: i32| {
-            let mut v = serde_json::to_vec(&json!({"Error": null, "StatusCode": code}))
-                .unwrap_or_default();
+            let mut v =
+                serde_json::to_vec(&json!({"Error": null, "StatusCode": code})).unwrap_or_default();
             v.push(b'\n');
             Ok::<_, std::io::Error>(v)
         };
@@ -499,7 +521,12 @@ async fn rename(
         Ok(d2.engine.containers.rename(&cid, &n)?)
     })
     .await?;
-    publish(&d, "rename", &c, &[("oldName", format!("/{}", c.record.name))]);
+    publish(
+        &d,
+        "rename",
+        &c,
+        &[("oldName", format!("/{}", c.record.name))],
+    );
     Ok(no_content())
 }
 
@@ -550,9 +577,16 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     for c in &deleted {
         publish(&d, "destroy", c, &[]);
     }
-    d.events.simple("container", "prune", "", &[("reclaimed", reclaimed.to_string())]);
+    d.events.simple(
+        "container",
+        "prune",
+        "",
+        &[("reclaimed", reclaimed.to_string())],
+    );
     let ids: Vec<&String> = deleted.iter().map(|c| &c.record.id).collect();
-    Ok(Json(json!({"ContainersDeleted": ids, "SpaceReclaimed": reclaimed})))
+    Ok(Json(
+        json!({"ContainersDeleted": ids, "SpaceReclaimed": reclaimed}),
+    ))
 }
 
 /// Registers a `docker run` attach made before the start.

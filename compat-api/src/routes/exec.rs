@@ -63,7 +63,11 @@ pub fn ids_for(d: &AppState, container: &str) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    if ids.is_empty() { Value::Null } else { json!(ids) }
+    if ids.is_empty() {
+        Value::Null
+    } else {
+        json!(ids)
+    }
 }
 
 fn get_exec(d: &AppState, id: &str) -> ApiResult<Arc<ExecEntry>> {
@@ -187,9 +191,7 @@ async fn launch(d: &AppState, e: &ExecEntry, opts: ExecOptions) -> ApiResult<Lau
     .await?;
     let (failure, pid) = match msg? {
         Some((SyncMsg::Started { pid }, _)) => (None, pid),
-        Some((SyncMsg::ExecFailed { message, exit_code }, _)) => {
-            (Some((message, exit_code)), 0)
-        }
+        Some((SyncMsg::ExecFailed { message, exit_code }, _)) => (Some((message, exit_code)), 0),
         _ => (Some(("exec helper died".to_string(), 126)), 0),
     };
     Ok(Launched {
@@ -207,11 +209,9 @@ async fn start(
 ) -> ApiResult<Response<Body>> {
     // The body is read here and the head kept: the upgrade handle lives in its extensions.
     let (parts, body) = req.into_parts();
-    let JsonBody(body) = JsonBody::<ExecStartConfig>::from_request(
-        Request::from_parts(parts.clone(), body),
-        &(),
-    )
-    .await?;
+    let JsonBody(body) =
+        JsonBody::<ExecStartConfig>::from_request(Request::from_parts(parts.clone(), body), &())
+            .await?;
     let req = Request::from_parts(parts, Body::empty());
     let e = get_exec(&d, &id)?;
     {
@@ -295,9 +295,9 @@ async fn start(
         let status = l.child.wait().await;
         let code = match (&failure, status) {
             (Some((_, code)), _) => *code,
-            (None, Ok(s)) => s
-                .code()
-                .unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(9)),
+            (None, Ok(s)) => s.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(9)
+            }),
             (None, Err(_)) => 126,
         };
         // ExitCode is set before the stream closes: the CLI asks for it right after.

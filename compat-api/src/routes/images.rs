@@ -47,7 +47,10 @@ fn image_matches(r: &ImageRecord, k: &str, v: &str) -> bool {
     match k {
         "dangling" => crate::params::truthy(v) == r.is_dangling(),
         "reference" => {
-            let (repo_pat, tag_pat) = v.rsplit_once(':').filter(|(_, t)| !t.contains('/')).unwrap_or((v, ""));
+            let (repo_pat, tag_pat) = v
+                .rsplit_once(':')
+                .filter(|(_, t)| !t.contains('/'))
+                .unwrap_or((v, ""));
             r.repo_tags.iter().any(|t| {
                 let fam = t.familiar();
                 let (repo, tag) = fam.rsplit_once(':').unwrap_or((&fam, "latest"));
@@ -64,9 +67,8 @@ fn glob(pat: &str, s: &str) -> bool {
         None => pat == s,
         Some((pre, rest)) => {
             s.starts_with(pre)
-                && (0..=s.len() - pre.len()).any(|i| {
-                    s.is_char_boundary(pre.len() + i) && glob(rest, &s[pre.len() + i..])
-                })
+                && (0..=s.len() - pre.len())
+                    .any(|i| s.is_char_boundary(pre.len() + i) && glob(rest, &s[pre.len() + i..]))
         }
     }
 }
@@ -106,7 +108,9 @@ async fn by_name(
     method: Method,
 ) -> ApiResult<Response<Body>> {
     let (name, action) = match rest.rsplit_once('/') {
-        Some((n, a)) if matches!(a, "json" | "tag" | "push" | "history" | "get") => (n.to_string(), a),
+        Some((n, a)) if matches!(a, "json" | "tag" | "push" | "history" | "get") => {
+            (n.to_string(), a)
+        }
         _ => (rest.clone(), ""),
     };
     match (method, action) {
@@ -233,7 +237,9 @@ async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>>
     let reference = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
         Some(t) => format!("{from}:{t}"),
-        None if from.contains('@') || from.rsplit('/').next().is_some_and(|l| l.contains(':')) => from,
+        None if from.contains('@') || from.rsplit('/').next().is_some_and(|l| l.contains(':')) => {
+            from
+        }
         None => format!("{from}:latest"),
     };
     let parsed = registry::Reference::parse(&reference)?;
@@ -242,24 +248,37 @@ async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>>
     let tag = parsed.tag().unwrap_or("latest").to_string();
     let path = parsed.path().to_string();
     tokio::spawn(async move {
-        let _ = tx.send(Ok(line(json!({"status": format!("Pulling from {path}"), "id": tag}))));
+        let _ = tx.send(Ok(line(
+            json!({"status": format!("Pulling from {path}"), "id": tag}),
+        )));
         let mut manifest = String::new();
         let mut fetched = 0usize;
         let ptx = tx.clone();
         let mut on_event = |ev: registry::PullEvent| match ev {
             registry::PullEvent::Resolved { manifest: m } => manifest = m,
             registry::PullEvent::LayerExists { digest } => {
-                let _ = ptx.send(Ok(line(json!({"status": "Already exists", "progressDetail": {}, "id": short(&digest)}))));
+                let _ = ptx.send(Ok(line(
+                    json!({"status": "Already exists", "progressDetail": {}, "id": short(&digest)}),
+                )));
             }
             registry::PullEvent::LayerDownloaded { digest, .. } => {
                 fetched += 1;
-                let _ = ptx.send(Ok(line(json!({"status": "Pull complete", "progressDetail": {}, "id": short(&digest)}))));
+                let _ = ptx.send(Ok(line(
+                    json!({"status": "Pull complete", "progressDetail": {}, "id": short(&digest)}),
+                )));
             }
         };
-        let r = d2.images.pull(&parsed.to_string(), &[], &mut on_event).await;
+        let r = d2
+            .images
+            .pull(&parsed.to_string(), &[], &mut on_event)
+            .await;
         match r {
             Ok(loaded) => {
-                let fam = loaded.tags.first().map(|t| t.familiar()).unwrap_or_else(|| parsed.familiar());
+                let fam = loaded
+                    .tags
+                    .first()
+                    .map(|t| t.familiar())
+                    .unwrap_or_else(|| parsed.familiar());
                 let _ = tx.send(Ok(line(json!({"status": format!("Digest: {manifest}")}))));
                 let status = if fetched > 0 {
                     format!("Status: Downloaded newer image for {fam}")
@@ -267,7 +286,12 @@ async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>>
                     format!("Status: Image is up to date for {fam}")
                 };
                 let _ = tx.send(Ok(line(json!({"status": status}))));
-                d2.events.simple("image", "pull", &parsed.familiar(), &[("name", parsed.familiar())]);
+                d2.events.simple(
+                    "image",
+                    "pull",
+                    &parsed.familiar(),
+                    &[("name", parsed.familiar())],
+                );
             }
             Err(e) => {
                 let _ = tx.send(Err(e.into()));
@@ -308,8 +332,10 @@ async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>>
         }
     });
     let mut r = Response::new(Body::from_stream(super::system::futures_stream(brx)));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 
@@ -340,12 +366,16 @@ async fn load(State(d): State<AppState>, q: Params, req: Request) -> ApiResult<R
                 None => break,
                 Some(Ok(chunk)) => {
                     written += chunk.len() as u64;
-                    f.write_all(&chunk).await.map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+                    f.write_all(&chunk)
+                        .await
+                        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
                 }
                 Some(Err(e)) => return Err(ApiError::bad_request(format!("reading body: {e}"))),
             }
         }
-        f.flush().await.map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+        f.flush()
+            .await
+            .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
         Ok::<_, ApiError>(())
     };
     let r = spool.await;
@@ -354,7 +384,8 @@ async fn load(State(d): State<AppState>, q: Params, req: Request) -> ApiResult<R
     let result = match r {
         Ok(()) => {
             blocking(move || -> Result<_, ApiError> {
-                let file = std::fs::File::open(&path).map_err(|e| ApiError::internal(e.to_string()))?;
+                let file =
+                    std::fs::File::open(&path).map_err(|e| ApiError::internal(e.to_string()))?;
                 Ok(d2.images.load_archive(std::io::BufReader::new(file))?)
             })
             .await
@@ -367,10 +398,14 @@ async fn load(State(d): State<AppState>, q: Params, req: Request) -> ApiResult<R
     let mut out = Vec::new();
     for img in &loaded {
         if img.tags.is_empty() {
-            out.extend(line(json!({"stream": format!("Loaded image ID: {}\n", img.id)})));
+            out.extend(line(
+                json!({"stream": format!("Loaded image ID: {}\n", img.id)}),
+            ));
         }
         for t in &img.tags {
-            out.extend(line(json!({"stream": format!("Loaded image: {}\n", t.familiar())})));
+            out.extend(line(
+                json!({"stream": format!("Loaded image: {}\n", t.familiar())}),
+            ));
             d.events.simple("image", "load", &t.familiar(), &[]);
         }
     }
@@ -378,8 +413,10 @@ async fn load(State(d): State<AppState>, q: Params, req: Request) -> ApiResult<R
         // Docker still reports what was loaded with quiet=1 (the CLI prints it).
     }
     let mut r = Response::new(Body::from(out));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 

@@ -26,7 +26,9 @@ pub fn router(state: AppState) -> Router {
         .merge(volumes::routes())
         .merge(stubs::routes())
         .fallback(crate::server::not_found)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
 }
 

@@ -23,7 +23,11 @@ fn clock_ticks() -> u64 {
 fn user_name(uid: &str) -> String {
     uid.parse::<u32>()
         .ok()
-        .and_then(|u| nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u)).ok().flatten())
+        .and_then(|u| {
+            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
+                .ok()
+                .flatten()
+        })
         .map_or_else(|| uid.to_string(), |u| u.name)
 }
 
@@ -66,7 +70,12 @@ fn top_rows(c: &Container) -> Result<Vec<Vec<String>>, ApiError> {
             "0".into(),
             "-".into(),
             "?".into(),
-            format!("{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60),
+            format!(
+                "{:02}:{:02}:{:02}",
+                secs / 3600,
+                (secs / 60) % 60,
+                secs % 60
+            ),
             cmdline,
         ]);
     }
@@ -107,8 +116,10 @@ fn system_cpu_ns() -> u64 {
 
 fn cpu_json(s: Option<&CgroupStats>, system: u64, ncpu: usize) -> Value {
     match s {
-        None => json!({"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-                       "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}),
+        None => {
+            json!({"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+                       "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}})
+        }
         Some(s) => {
             let mut usage = json!({
                 "total_usage": s.cpu.usage_total_ns,
@@ -149,7 +160,7 @@ fn stats_json(
             .memory
             .limit
             .filter(|l| *l < u64::MAX / 2)
-            .unwrap_or_else(|| mem_total());
+            .unwrap_or_else(mem_total);
         json!({
             "usage": s.memory.usage,
             "max_usage": s.memory.max_usage,
@@ -182,7 +193,11 @@ fn mem_total() -> u64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
         })
         .map_or(0, |kb| kb * 1024)
 }
@@ -212,7 +227,9 @@ pub async fn stats(
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             let cur = if running { sample(&c) } else { (None, 0) };
-            let _ = tx.send(Ok(line(stats_json(&c, &pre, &pre_read, &cur)))).await;
+            let _ = tx
+                .send(Ok(line(stats_json(&c, &pre, &pre_read, &cur))))
+                .await;
             return;
         }
         loop {
@@ -231,7 +248,9 @@ pub async fn stats(
         }
     });
     let mut r = Response::new(Body::from_stream(super::system::futures_stream(rx)));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }

@@ -17,8 +17,18 @@ const NOT_SWARM: &str = "This node is not a swarm manager. Use \"docker swarm in
 pub fn routes() -> Router<AppState> {
     let mut r = Router::new();
     for p in [
-        "/swarm", "/swarm/{*rest}", "/services", "/services/{*rest}", "/nodes", "/nodes/{*rest}",
-        "/tasks", "/tasks/{*rest}", "/secrets", "/secrets/{*rest}", "/configs", "/configs/{*rest}",
+        "/swarm",
+        "/swarm/{*rest}",
+        "/services",
+        "/services/{*rest}",
+        "/nodes",
+        "/nodes/{*rest}",
+        "/tasks",
+        "/tasks/{*rest}",
+        "/secrets",
+        "/secrets/{*rest}",
+        "/configs",
+        "/configs/{*rest}",
     ] {
         r = r.route(p, any(not_swarm));
     }
@@ -74,7 +84,12 @@ fn builtin(name: &str) -> Option<Value> {
 }
 
 async fn networks() -> Json<Value> {
-    Json(json!(["host", "none"].iter().filter_map(|n| builtin(n)).collect::<Vec<_>>()))
+    Json(json!(
+        ["host", "none"]
+            .iter()
+            .filter_map(|n| builtin(n))
+            .collect::<Vec<_>>()
+    ))
 }
 
 async fn network(Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -106,13 +106,17 @@ fn mem_total() -> i64 {
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<i64>().ok()))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|n| n.parse::<i64>().ok())
+                })
         })
         .map_or(0, |kb| kb * 1024)
 }
 
 fn backing_fs(path: &std::path::Path) -> String {
-    match nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 as i64) {
+    match nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0) {
         Ok(0xEF53) => "extfs".into(),
         Ok(0x5846_5342) => "xfs".into(),
         Ok(0x9123_683E) => "btrfs".into(),
@@ -264,8 +268,7 @@ async fn events(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body
             return;
         }
         let deadline = until.map(|u| {
-            tokio::time::Instant::now()
-                + std::time::Duration::from_nanos((u - now).max(0) as u64)
+            tokio::time::Instant::now() + std::time::Duration::from_nanos((u - now).max(0) as u64)
         });
         loop {
             let next = async {
@@ -402,12 +405,17 @@ async fn auth(
 ) -> ApiResult<Json<Value>> {
     let user = body["username"].as_str().unwrap_or_default().to_string();
     let pass = body["password"].as_str().unwrap_or_default().to_string();
-    let server = body["serveraddress"].as_str().unwrap_or_default().to_string();
+    let server = body["serveraddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if user.is_empty() {
         return Err(ApiError::bad_request("username is required"));
     }
     registry::store::check_login(&server, &user, &pass, &[])
         .await
         .map_err(|e| ApiError::new(engine::ErrorKind::Unavailable, e.to_string()))?;
-    Ok(Json(json!({"IdentityToken": "", "Status": "Login Succeeded"})))
+    Ok(Json(
+        json!({"IdentityToken": "", "Status": "Login Succeeded"}),
+    ))
 }

@@ -36,7 +36,12 @@ pub fn volume_json(v: &Volume) -> Value {
     })
 }
 
-fn matches(v: &Volume, f: &BTreeMap<String, Vec<String>>, dangling: Option<bool>, used: bool) -> bool {
+fn matches(
+    v: &Volume,
+    f: &BTreeMap<String, Vec<String>>,
+    dangling: Option<bool>,
+    used: bool,
+) -> bool {
     f.iter().all(|(k, vals)| {
         vals.is_empty()
             || vals.iter().any(|val| match k.as_str() {
@@ -194,5 +199,7 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     for n in &deleted {
         d.events.simple("volume", "destroy", n, &[]);
     }
-    Ok(Json(json!({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed})))
+    Ok(Json(
+        json!({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}),
+    ))
 }

@@ -75,7 +75,9 @@ fn run(control: &OwnedFd) -> crate::error::Result<i32> {
     if req.opts.detach {
         return Ok(0);
     }
-    let output = p.pty.map(|master| relay_pty(master, control, req.opts.interactive));
+    let output = p
+        .pty
+        .map(|master| relay_pty(master, control, req.opts.interactive));
     let code = exec::wait(p.pid)?;
     if let Some(t) = output {
         let _ = t.join();
@@ -85,11 +87,7 @@ fn run(control: &OwnedFd) -> crate::error::Result<i32> {
 
 /// stdin -> pty, pty -> stdout, control-socket resize frames -> TIOCSWINSZ. Returns the
 /// output thread, which ends when the pty closes.
-fn relay_pty(
-    master: OwnedFd,
-    control: &OwnedFd,
-    interactive: bool,
-) -> std::thread::JoinHandle<()> {
+fn relay_pty(master: OwnedFd, control: &OwnedFd, interactive: bool) -> std::thread::JoinHandle<()> {
     let master = std::fs::File::from(master);
     if let Ok(ctl) = control.try_clone() {
         let raw = master.as_raw_fd();
