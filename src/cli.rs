@@ -505,9 +505,6 @@ pub struct DaemonArgs {
     /// Group owning the Unix socket (default: docker, if it exists).
     #[arg(short = 'G', long)]
     pub group: Option<String>,
-    /// Daemon configuration file (default /etc/pelagos/daemon.json, if present).
-    #[arg(long)]
-    pub config_file: Option<PathBuf>,
     /// Write our PID to this file once the sockets accept connections.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,

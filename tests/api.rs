@@ -881,6 +881,19 @@ fn images_load_tag_rmi_inspect_and_pull() {
     let o = d.docker(&["load", "-i", junk.to_str().unwrap()]);
     assert_eq!(o.code, 1);
     assert_eq!(d.ok(&["images", "-q"]), before);
+    // save, then load into a fresh store through another daemon.
+    let saved = d.p.dir.path().join("saved.tar");
+    d.ok(&["save", "-o", saved.to_str().unwrap(), "busybox"]);
+    let Some(d2) = Daemon::start() else { return };
+    d2.ok(&["rmi", "busybox"]);
+    let o = d2.ok(&["load", "-i", saved.to_str().unwrap()]);
+    assert!(o.contains("Loaded image: busybox:latest"), "{o}");
+    assert_eq!(
+        d2.ok(&["run", "--rm", "busybox", "echo", "reloaded"]),
+        "reloaded\n"
+    );
+    let o = d.docker(&["save", "-o", saved.to_str().unwrap(), "nosuch"]);
+    assert_eq!(o.code, 1);
     // Pull from the local registry (pushed with skopeo, as the pull tests do).
     let Some(reg) = std::env::var("PELAGOS_TEST_REGISTRY")
         .ok()
@@ -907,6 +920,17 @@ fn images_load_tag_rmi_inspect_and_pull() {
     let o = d.ok(&["pull", &name]);
     assert!(o.contains("Digest: sha256:"), "{o}");
     assert_eq!(d.ok(&["run", "--rm", &name, "echo", "pulled"]), "pulled\n");
+    // Push through the API, then pull it back in the other daemon. (An image that was
+    // loaded and then pulled again cannot be pushed: registry-crate bug, reported; so
+    // push one that was only loaded.)
+    let cfg = d.p.fixtures.join("config.tar");
+    d.ok(&["load", "-i", cfg.to_str().unwrap()]);
+    let pushed = format!("{reg}/api-test/pushed:v1");
+    d.ok(&["tag", "pelagos-test/config", &pushed]);
+    let o = d.ok(&["push", &pushed]);
+    assert!(o.contains("digest: sha256:"), "{o}");
+    let o = d2.ok(&["pull", &pushed]);
+    assert!(o.contains("Downloaded newer image"), "{o}");
     let o = d.docker(&["pull", &format!("{reg}/api-test/nosuch:latest")]);
     assert_eq!(o.code, 1);
     assert!(o.stderr.contains("not found"), "{}", o.stderr);

@@ -9,7 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_SOCKET: &str = "/var/run/pelagos.sock";
-pub const DEFAULT_CONFIG: &str = "/etc/pelagos/daemon.json";
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -18,11 +17,14 @@ pub struct DaemonConfig {
     pub hosts: Vec<Listen>,
     /// Group owning the Unix socket; `None` means `docker` when that group exists.
     pub group: Option<String>,
+    /// insecure-registries / registry-mirrors, for pull and push.
+    pub registry: registry::RegistrySettings,
     /// Written with our PID once the sockets accept connections (tests, service managers).
     pub ready_fd_path: Option<PathBuf>,
 }
 
-/// The subset of daemon.json this component reads.
+/// The keys of daemon.json this component reads (the file is parsed once by the CLI;
+/// every crate picks its own keys and ignores the rest).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DaemonJson {
@@ -36,17 +38,11 @@ impl DaemonConfig {
         roots: Roots,
         cli_hosts: &[String],
         group: Option<String>,
-        config_file: Option<&Path>,
+        daemon_json: &serde_json::Value,
     ) -> Result<Self, DaemonError> {
-        let path = config_file.unwrap_or(Path::new(DEFAULT_CONFIG));
-        let file: DaemonJson = match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| DaemonError::Config(format!("invalid {}: {e}", path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && config_file.is_none() => {
-                DaemonJson::default()
-            }
-            Err(e) => return Err(io(format!("read {}", path.display()))(e)),
-        };
+        let file: DaemonJson = serde_json::from_value(daemon_json.clone())
+            .map_err(|e| DaemonError::Config(format!("daemon.json: {e}")))?;
+        let registry = registry::RegistrySettings::from_json(daemon_json)?;
         let hosts_src = if cli_hosts.is_empty() {
             &file.hosts
         } else {
@@ -60,6 +56,7 @@ impl DaemonConfig {
             roots,
             hosts,
             group: group.or(file.group),
+            registry,
             ready_fd_path: None,
         })
     }

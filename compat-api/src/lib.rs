@@ -12,6 +12,7 @@ mod params;
 mod routes;
 mod server;
 mod state;
+mod stream;
 mod supervise;
 mod translate;
 
@@ -58,7 +59,10 @@ pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
 }
 
 async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
-    let daemon = Arc::new(state::Daemon::open(cfg.roots.clone())?);
+    let daemon = Arc::new(state::Daemon::open(
+        cfg.roots.clone(),
+        cfg.registry.clone(),
+    )?);
     let app = routes::router(daemon.clone());
     let hosts = if cfg.hosts.is_empty() {
         vec![Listen::Unix(config::DEFAULT_SOCKET.into())]

@@ -21,12 +21,17 @@ pub struct Daemon {
     pub watched: Mutex<HashMap<String, Writer>>,
     pub name: String,
     pub id: String,
+    /// daemon.json's registry settings (insecure registries, mirrors).
+    pub registry: registry::RegistrySettings,
 }
 
 pub type AppState = Arc<Daemon>;
 
 impl Daemon {
-    pub fn open(roots: Roots) -> Result<Self, crate::DaemonError> {
+    pub fn open(
+        roots: Roots,
+        registry: registry::RegistrySettings,
+    ) -> Result<Self, crate::DaemonError> {
         let engine = Engine::open(roots.clone())?;
         let images = registry::ImageStore::open(&roots.data)?;
         let name = nix::unistd::gethostname()
@@ -44,6 +49,7 @@ impl Daemon {
             watched: Mutex::new(HashMap::new()),
             name,
             id,
+            registry,
         })
     }
 }

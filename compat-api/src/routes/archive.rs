@@ -133,21 +133,6 @@ pub async fn stat(
     Ok(r)
 }
 
-/// A `Write` that hands each buffer to the response body.
-struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>);
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Ok(buf.to_vec()))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 pub async fn get(
     State(d): State<AppState>,
     Path(id): Path<String>,
@@ -168,7 +153,7 @@ pub async fn get(
         .file_name()
         .map_or_else(|| ".".into(), |n| n.to_os_string());
     tokio::task::spawn_blocking(move || {
-        let w = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx));
+        let w = std::io::BufWriter::with_capacity(64 * 1024, crate::stream::ChannelWriter(tx));
         let mut b = tar::Builder::new(w);
         b.follow_symlinks(false);
         let md = std::fs::symlink_metadata(&host);
@@ -181,7 +166,7 @@ pub async fn get(
             let _ = b.finish();
         }
     });
-    let mut r = Response::new(Body::from_stream(super::system::futures_stream(rx)));
+    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),

@@ -43,7 +43,7 @@ pub fn hijack(req: Request, tty: bool, output: OutRx, stdin: Option<InTx>) -> Re
                 }
             }
         });
-        let mut r = Response::new(Body::from_stream(super::system::futures_stream(rx)));
+        let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
         r.headers_mut()
             .insert(header::CONTENT_TYPE, content_type(tty));
         return r;

@@ -473,7 +473,7 @@ async fn wait(
             }
         }
     });
-    let mut r = Response::new(Body::from_stream(super::system::futures_stream(body_rx)));
+    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(body_rx)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -8,7 +8,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/images/create", post(pull))
         .route("/images/load", post(load))
         .route("/images/prune", post(prune))
+        .route("/images/get", get(save))
         // Names contain slashes (`127.0.0.1:5000/a/b:tag`): one route, dispatched on the
         // last path segment.
         .route("/images/{*rest}", any(by_name))
@@ -117,9 +118,8 @@ async fn by_name(
         (Method::GET, "json") => inspect(d, name).await,
         (Method::GET, "history") => history(d, name).await,
         (Method::POST, "tag") => tag(d, name, q).await,
-        (Method::POST, "push") => Err(ApiError::internal(
-            "push is not supported by this engine yet",
-        )),
+        (Method::POST, "push") => push(d, name, q).await,
+        (Method::GET, "get") => save_names(d, vec![name]).await,
         (Method::DELETE, "") => remove(d, name, q).await,
         _ => Err(ApiError::not_found("page not found")),
     }
@@ -137,28 +137,150 @@ async fn inspect(d: AppState, name: String) -> ApiResult<Response<Body>> {
 async fn history(d: AppState, name: String) -> ApiResult<Response<Body>> {
     let v = blocking(move || -> Result<Value, ApiError> {
         let r = d.images.resolve(&name)?;
-        let raw = d.images.raw_config(&r)?;
-        let cfg: Value = serde_json::from_slice(&raw).unwrap_or_default();
-        let mut out = Vec::new();
-        let hist = cfg["history"].as_array().cloned().unwrap_or_default();
-        for (i, h) in hist.iter().enumerate().rev() {
-            let created = h["created"]
-                .as_str()
-                .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-                .map_or(0, |c| c.timestamp());
-            out.push(json!({
-                "Id": if i + 1 == hist.len() { r.id.to_string() } else { "<missing>".to_string() },
-                "Created": created,
-                "CreatedBy": h["created_by"].as_str().unwrap_or(""),
-                "Tags": if i + 1 == hist.len() { json!(r.repo_tags.iter().map(|t| t.familiar()).collect::<Vec<_>>()) } else { Value::Null },
-                "Size": 0,
-                "Comment": h["comment"].as_str().unwrap_or(""),
-            }));
-        }
-        Ok(json!(out))
+        let rows = d.images.history(&r)?;
+        let tags: Vec<String> = r.repo_tags.iter().map(|t| t.familiar()).collect();
+        Ok(json!(
+            rows.iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let created = h
+                        .created
+                        .as_deref()
+                        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+                        .map_or(0, |c| c.timestamp());
+                    json!({
+                        "Id": h.id.as_ref().map_or_else(|| "<missing>".to_string(), |d| d.to_string()),
+                        "Created": created,
+                        "CreatedBy": h.created_by,
+                        "Tags": if i == 0 { json!(tags) } else { Value::Null },
+                        "Size": h.size,
+                        "Comment": h.comment,
+                    })
+                })
+                .collect::<Vec<_>>()
+        ))
     })
     .await?;
     Ok(Json(v).into_response())
+}
+
+/// `POST /images/{name}/push?tag=`: JSON progress like pull; errors after the 200 in-band.
+/// Credentials come from the daemon host's docker config.json (the registry crate's
+/// lookup); `X-Registry-Auth` is not used yet.
+async fn push(d: AppState, name: String, q: Params) -> ApiResult<Response<Body>> {
+    let reference = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{name}:{t}"),
+        None => name.clone(),
+    };
+    let parsed = registry::Reference::parse(&reference)?;
+    // An unknown local image is a status code, like Docker.
+    {
+        let d2 = d.clone();
+        let r = reference.clone();
+        blocking(move || d2.images.resolve(&r)).await?;
+    }
+    let (tx, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
+    let (etx, mut erx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let d2 = d.clone();
+    tokio::spawn(async move {
+        let _ = etx.send(line(
+            json!({"status": format!("The push refers to repository [{}]", parsed.name())}),
+        ));
+        let ptx = etx.clone();
+        let mut on_event = |ev: registry::PushEvent| {
+            let v = match ev {
+                registry::PushEvent::Preparing { digest } => {
+                    json!({"status": "Preparing", "progressDetail": {}, "id": short(&digest)})
+                }
+                registry::PushEvent::LayerExists { digest } => {
+                    json!({"status": "Layer already exists", "progressDetail": {}, "id": short(&digest)})
+                }
+                registry::PushEvent::Mounted { digest, from } => {
+                    json!({"status": format!("Mounted from {from}"), "progressDetail": {}, "id": short(&digest)})
+                }
+                registry::PushEvent::Pushed { digest, .. } => {
+                    json!({"status": "Pushed", "progressDetail": {}, "id": short(&digest)})
+                }
+            };
+            let _ = ptx.send(line(v));
+        };
+        match d2
+            .images
+            .push(&parsed.to_string(), &d2.registry, &mut on_event)
+            .await
+        {
+            Ok(p) => {
+                let _ = etx.send(line(
+                    json!({"status": format!("{}: digest: {} size: {}", p.tag, p.digest, p.size)}),
+                ));
+                let _ = etx.send(line(json!({"progressDetail": {}, "aux": {"Tag": p.tag, "Digest": p.digest.to_string(), "Size": p.size}})));
+                d2.events.simple(
+                    "image",
+                    "push",
+                    &parsed.familiar(),
+                    &[("name", parsed.familiar())],
+                );
+            }
+            Err(e) => {
+                let _ = etx.send(inband(&ApiError::from(e)));
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(b) = erx.recv().await {
+            if tx.send(Ok(b)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// `GET /images/get?names=a&names=b`: a `docker save` tar, streamed.
+async fn save(
+    State(d): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult<Response<Body>> {
+    let names: Vec<String> = pairs
+        .into_iter()
+        .filter(|(k, v)| k == "names" && !v.is_empty())
+        .map(|(_, v)| v)
+        .collect();
+    save_names(d, names).await
+}
+
+async fn save_names(d: AppState, names: Vec<String>) -> ApiResult<Response<Body>> {
+    if names.is_empty() {
+        return Err(ApiError::bad_request("no image names given"));
+    }
+    // Unknown names are a 404 before any byte is sent.
+    {
+        let d2 = d.clone();
+        let n = names.clone();
+        blocking(move || -> Result<(), ApiError> {
+            for x in &n {
+                d2.images.resolve(x)?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    let (tx, rx) = mpsc::channel(8);
+    tokio::task::spawn_blocking(move || {
+        let w = std::io::BufWriter::with_capacity(256 * 1024, crate::stream::ChannelWriter(tx));
+        let _ = d.images.save(&names, w);
+    });
+    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    Ok(r)
 }
 
 async fn tag(d: AppState, name: String, q: Params) -> ApiResult<Response<Body>> {
@@ -243,6 +365,18 @@ async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>>
         None => format!("{from}:latest"),
     };
     let parsed = registry::Reference::parse(&reference)?;
+    let platform = match q
+        .get("platform")
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+    {
+        Some(p) => Some(registry::Platform::parse(p)?),
+        None => None,
+    };
+    let opts = registry::PullOptions {
+        platform,
+        settings: d.registry.clone(),
+    };
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<Vec<u8>, ApiError>>();
     let d2 = d.clone();
     let tag = parsed.tag().unwrap_or("latest").to_string();
@@ -251,39 +385,49 @@ async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>>
         let _ = tx.send(Ok(line(
             json!({"status": format!("Pulling from {path}"), "id": tag}),
         )));
-        let mut manifest = String::new();
-        let mut fetched = 0usize;
         let ptx = tx.clone();
-        let mut on_event = |ev: registry::PullEvent| match ev {
-            registry::PullEvent::Resolved { manifest: m } => manifest = m,
-            registry::PullEvent::LayerExists { digest } => {
-                let _ = ptx.send(Ok(line(
-                    json!({"status": "Already exists", "progressDetail": {}, "id": short(&digest)}),
-                )));
-            }
-            registry::PullEvent::LayerDownloaded { digest, .. } => {
-                fetched += 1;
-                let _ = ptx.send(Ok(line(
-                    json!({"status": "Pull complete", "progressDetail": {}, "id": short(&digest)}),
-                )));
-            }
+        let mut on_event = |ev: registry::PullEvent| {
+            let v = match ev {
+                registry::PullEvent::Resolved { .. } => return,
+                registry::PullEvent::LayerExists { digest } => {
+                    json!({"status": "Already exists", "progressDetail": {}, "id": short(&digest)})
+                }
+                registry::PullEvent::LayerQueued { digest, .. } => {
+                    json!({"status": "Pulling fs layer", "progressDetail": {}, "id": short(&digest)})
+                }
+                registry::PullEvent::Downloading {
+                    digest,
+                    current,
+                    total,
+                } => {
+                    json!({"status": "Downloading", "progressDetail": {"current": current, "total": total},
+                            "id": short(&digest)})
+                }
+                registry::PullEvent::LayerDownloaded { digest, .. } => {
+                    json!({"status": "Pull complete", "progressDetail": {}, "id": short(&digest)})
+                }
+            };
+            let _ = ptx.send(Ok(line(v)));
         };
         let r = d2
             .images
-            .pull(&parsed.to_string(), &[], &mut on_event)
+            .pull(&parsed.to_string(), &opts, &mut on_event)
             .await;
         match r {
-            Ok(loaded) => {
-                let fam = loaded
+            Ok(pulled) => {
+                let fam = pulled
+                    .image
                     .tags
                     .first()
                     .map(|t| t.familiar())
                     .unwrap_or_else(|| parsed.familiar());
-                let _ = tx.send(Ok(line(json!({"status": format!("Digest: {manifest}")}))));
-                let status = if fetched > 0 {
-                    format!("Status: Downloaded newer image for {fam}")
-                } else {
+                let _ = tx.send(Ok(line(
+                    json!({"status": format!("Digest: {}", pulled.digest)}),
+                )));
+                let status = if pulled.up_to_date {
                     format!("Status: Image is up to date for {fam}")
+                } else {
+                    format!("Status: Downloaded newer image for {fam}")
                 };
                 let _ = tx.send(Ok(line(json!({"status": status}))));
                 d2.events.simple(
@@ -331,7 +475,7 @@ async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>>
             }
         }
     });
-    let mut r = Response::new(Body::from_stream(super::system::futures_stream(brx)));
+    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(brx)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -422,35 +566,37 @@ async fn load(State(d): State<AppState>, q: Params, req: Request) -> ApiResult<R
 
 async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     let f = filters(&q)?;
-    let only_dangling = f
+    // dangling=false means every unused image (`image prune -a`).
+    let all = f
         .get("dangling")
         .and_then(|v| v.first())
-        .is_none_or(|v| crate::params::truthy(v));
+        .is_some_and(|v| !crate::params::truthy(v));
     let d2 = d.clone();
-    let deleted = blocking(move || -> Result<Vec<Value>, ApiError> {
+    let pruned = blocking(move || -> Result<_, ApiError> {
         let containers = d2.engine.containers.list()?;
-        let mut out = Vec::new();
-        for r in d2.images.list()? {
-            if only_dangling && !r.is_dangling() {
-                continue;
-            }
-            let id = r.id.to_string();
-            if containers.iter().any(|c| c.record.image == id) {
-                continue;
-            }
-            if let Ok(removed) = d2.images.remove(&id, true, &|_| false) {
-                for x in removed {
-                    out.push(match x {
-                        Removed::Untagged(t) => json!({"Untagged": t.familiar()}),
-                        Removed::Deleted(id) => json!({"Deleted": id.to_string()}),
-                    });
-                }
-            }
-        }
-        Ok(out)
+        let user_of = |image_id: &str| {
+            containers
+                .iter()
+                .find(|c| c.record.image == image_id)
+                .map(|c| registry::ImageUser {
+                    container_id: c.record.id.clone(),
+                    running: c.state.is_running(),
+                })
+        };
+        Ok(d2.images.prune(all, &user_of)?)
     })
     .await?;
-    Ok(Json(json!({"ImagesDeleted": deleted, "SpaceReclaimed": 0})))
+    let deleted: Vec<Value> = pruned
+        .removed
+        .iter()
+        .map(|x| match x {
+            Removed::Untagged(t) => json!({"Untagged": t.familiar()}),
+            Removed::Deleted(id) => json!({"Deleted": id.to_string()}),
+        })
+        .collect();
+    Ok(Json(
+        json!({"ImagesDeleted": deleted, "SpaceReclaimed": pruned.reclaimed}),
+    ))
 }
 
 #[cfg(test)]

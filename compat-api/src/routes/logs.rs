@@ -98,7 +98,7 @@ pub async fn logs(
             },
         );
     });
-    let mut r = Response::new(Body::from_stream(super::system::futures_stream(rx)));
+    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         if tty {

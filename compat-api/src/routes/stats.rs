@@ -247,7 +247,7 @@ pub async fn stats(
             pre_read = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         }
     });
-    let mut r = Response::new(Body::from_stream(super::system::futures_stream(rx)));
+    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

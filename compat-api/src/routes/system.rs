@@ -295,34 +295,13 @@ async fn events(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body
             }
         }
     });
-    let stream = futures_stream(body_rx);
+    let stream = crate::stream::futures_stream(body_rx);
     let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     Ok(r)
-}
-
-/// An mpsc receiver as a body stream; each item is sent (and flushed) as it comes.
-pub fn futures_stream(
-    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
-) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
-    ReceiverStream { rx }
-}
-
-struct ReceiverStream {
-    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
-}
-
-impl futures_core::Stream for ReceiverStream {
-    type Item = Result<Vec<u8>, std::io::Error>;
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
-    }
 }
 
 async fn df(State(d): State<AppState>) -> ApiResult<Json<Value>> {
@@ -400,7 +379,7 @@ pub fn dir_size(p: &std::path::Path) -> u64 {
 
 /// `docker login`: credentials are checked against the registry by the registry crate.
 async fn auth(
-    State(_d): State<AppState>,
+    State(d): State<AppState>,
     crate::params::JsonBody(body): crate::params::JsonBody<Value>,
 ) -> ApiResult<Json<Value>> {
     let user = body["username"].as_str().unwrap_or_default().to_string();
@@ -412,7 +391,7 @@ async fn auth(
     if user.is_empty() {
         return Err(ApiError::bad_request("username is required"));
     }
-    registry::store::check_login(&server, &user, &pass, &[])
+    registry::store::check_login(&server, &user, &pass, &d.registry)
         .await
         .map_err(|e| ApiError::new(engine::ErrorKind::Unavailable, e.to_string()))?;
     Ok(Json(
