@@ -107,8 +107,9 @@ fn watch(
         m.insert(id.to_string(), writer.clone());
     }
     if let Some(tx) = input {
-        let _ = tx.send(writer);
+        let _ = tx.send(writer.clone());
     }
+    let mine = writer.clone();
     let d = d.clone();
     let id = id.to_string();
     // What the events need, captured now: an auto-removed container is gone at its exit.
@@ -139,7 +140,10 @@ fn watch(
             }
         }
         drop(output);
-        if let Ok(mut m) = d.watched.lock() {
+        if let Ok(mut m) = d.watched.lock()
+            && m.get(&id).is_some_and(|w| Arc::ptr_eq(w, &mine))
+        {
+            // Only our own entry: a restart may already have registered the next run's.
             m.remove(&id);
         }
         publish_exit(&d, &id, meta, exit);

@@ -495,9 +495,7 @@ async fn remove(
     let d2 = d.clone();
     let cid = c.record.id.clone();
     blocking(move || d2.engine.remove(&cid, force, volumes)).await?;
-    if let Ok(mut m) = d.pending_attach.lock() {
-        m.remove(&c.record.id);
-    }
+    forget(&d, &c.record.id);
     publish(&d, "destroy", &c, &[]);
     Ok(no_content())
 }
@@ -575,6 +573,7 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     })
     .await?;
     for c in &deleted {
+        forget(&d, &c.record.id);
         publish(&d, "destroy", c, &[]);
     }
     d.events.simple(
@@ -587,6 +586,15 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     Ok(Json(
         json!({"ContainersDeleted": ids, "SpaceReclaimed": reclaimed}),
     ))
+}
+
+/// Drops what the daemon keeps in memory for a removed container (its pending attach and
+/// exec sessions).
+fn forget(d: &AppState, id: &str) {
+    if let Ok(mut m) = d.pending_attach.lock() {
+        m.remove(id);
+    }
+    super::exec::forget_container(d, id);
 }
 
 /// Registers a `docker run` attach made before the start.

@@ -70,6 +70,13 @@ pub fn ids_for(d: &AppState, container: &str) -> Value {
     }
 }
 
+/// Forgets the exec sessions of a removed container.
+pub fn forget_container(d: &AppState, container: &str) {
+    if let Ok(mut m) = d.execs.lock() {
+        m.retain(|_, e| e.container_id != container);
+    }
+}
+
 fn get_exec(d: &AppState, id: &str) -> ApiResult<Arc<ExecEntry>> {
     d.execs
         .lock()
