@@ -57,6 +57,7 @@ pub fn supervise_started(
     id: &str,
     ours: OwnedFd,
     pending: Option<PendingAttach>,
+    record: Option<engine::model::ContainerRecord>,
 ) -> std::io::Result<()> {
     let std_stream = std::os::unix::net::UnixStream::from(ours);
     std_stream.set_nonblocking(true)?;
@@ -65,7 +66,7 @@ pub fn supervise_started(
         Some(p) => (Some(p.output), Some(p.input)),
         None => (None, None),
     };
-    watch(d, id, stream, output, input);
+    watch(d, id, stream, output, input, record);
     Ok(())
 }
 
@@ -88,7 +89,8 @@ pub async fn ensure_watched(d: &AppState, id: &str) {
         return;
     }
     if let Ok(s) = connect(d, id, AttachStreams::default()).await {
-        watch(d, id, s, None, None);
+        let record = d.engine.containers.load(id).ok().map(|c| c.record);
+        watch(d, id, s, None, None, record);
     }
 }
 
@@ -100,6 +102,10 @@ fn watch(
     stream: UnixStream,
     output: Option<Output>,
     input: Option<oneshot::Sender<Writer>>,
+    // What the events need, captured by the caller before the container could exit: an
+    // auto-removed container may already be gone when a fast process's start returns, and
+    // without its record no `die`/`destroy` would be published (a `docker run --rm` hang).
+    meta: Option<engine::model::ContainerRecord>,
 ) {
     let (mut rd, wr) = stream.into_split();
     let writer: Writer = Arc::new(tokio::sync::Mutex::new(wr));
@@ -112,8 +118,6 @@ fn watch(
     let mine = writer.clone();
     let d = d.clone();
     let id = id.to_string();
-    // What the events need, captured now: an auto-removed container is gone at its exit.
-    let meta = d.engine.containers.load(&id).ok().map(|c| c.record);
     tokio::spawn(async move {
         let mut output = output;
         let mut dec = Decoder::default();

@@ -237,7 +237,7 @@ pub async fn start_container(d: &AppState, id: &str) -> ApiResult<()> {
             .await?;
     match result {
         Ok(_pid) => {
-            supervise::supervise_started(d, id, ours, pending)
+            supervise::supervise_started(d, id, ours, pending, record_before.clone())
                 .map_err(|e| ApiError::internal(format!("watch container: {e}")))?;
             Ok(())
         }
