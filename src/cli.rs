@@ -99,6 +99,8 @@ pub enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Serve the Docker Engine API (for the unmodified docker CLI and SDKs).
+    Daemon(DaemonArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -492,6 +494,20 @@ pub struct PullArgs {
     #[arg(long)]
     pub platform: Option<String>,
     pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Where to listen: unix:///path or tcp://127.0.0.1:PORT (repeatable; default
+    /// unix:///var/run/pelagos.sock).
+    #[arg(short = 'H', long = "host")]
+    pub hosts: Vec<String>,
+    /// Group owning the Unix socket (default: docker, if it exists).
+    #[arg(short = 'G', long)]
+    pub group: Option<String>,
+    /// Write our PID to this file once the sockets accept connections.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

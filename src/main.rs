@@ -22,6 +22,13 @@ fn main() {
     {
         engine::runtime::monitor::main();
     }
+    // Likewise the daemon's exec helper: single-threaded, nothing initialised.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == engine::runtime::exec_helper::EXEC_HELPER_ARG)
+    {
+        engine::runtime::exec_helper::main();
+    }
     // Like other command-line tools, end quietly when our output pipe closes
     // (`pelagos ps | head -1`) instead of panicking in println!. The monitor (above) keeps
     // Rust's ignored SIGPIPE: it must survive attach clients going away.

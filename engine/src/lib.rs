@@ -13,6 +13,7 @@ pub mod ids;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod logstream;
 pub mod model;
 pub mod mountspec;
 pub mod paths;

@@ -43,6 +43,36 @@ pub struct ImageInfo {
     pub defaults: ImageDefaults,
 }
 
+impl ImageInfo {
+    /// Resolves `reference` in the image store: ID, layers and the config defaults a
+    /// container inherits.
+    pub fn from_store(store: &registry::ImageStore, reference: &str) -> Result<Self> {
+        let rec = store.resolve(reference)?;
+        let cfg = store.config(&rec)?;
+        let layers = store.layer_dirs(&rec)?;
+        let rc = cfg.config;
+        Ok(ImageInfo {
+            id: rec.id.to_string(),
+            reference: reference.to_string(),
+            layers,
+            defaults: ImageDefaults {
+                env: rc.env,
+                cmd: rc.cmd.unwrap_or_default(),
+                entrypoint: rc.entrypoint.unwrap_or_default(),
+                working_dir: rc.working_dir.unwrap_or_default(),
+                user: rc.user.unwrap_or_default(),
+                exposed_ports: rc.exposed_ports,
+                volumes: rc.volumes,
+                stop_signal: rc.stop_signal,
+                healthcheck: rc
+                    .healthcheck
+                    .map(|h| serde_json::to_value(h).unwrap_or_default()),
+                labels: rc.labels,
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     pub name: Option<String>,

@@ -99,5 +99,15 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
             ImageCommand::Prune(a) => images::prune(&ctx, a),
         },
         Command::Volume(v) => volumes::volume(&ctx, v),
+        Command::Daemon(a) => daemon(&ctx, a),
     }
+}
+
+/// `pelagos daemon`: the Docker Engine API on the same state as this CLI.
+fn daemon(ctx: &Ctx, a: crate::cli::DaemonArgs) -> CliResult<i32> {
+    let mut cfg = compat_api::DaemonConfig::load(ctx.roots.clone(), &a.hosts, a.group, &ctx.config)
+        .map_err(|e| crate::errors::CliError::Other(anyhow::anyhow!("{e}")))?;
+    cfg.ready_fd_path = a.ready_file;
+    compat_api::run(cfg).map_err(|e| crate::errors::CliError::Other(anyhow::anyhow!("{e}")))?;
+    Ok(0)
 }
