@@ -23,6 +23,7 @@ pub mod security;
 pub mod spec;
 pub mod state;
 pub mod store;
+pub mod top;
 pub mod units;
 pub mod volumes;
 

@@ -14,72 +14,22 @@ use engine::cgroups_glue::ContainerCgroup;
 use engine::store::Container;
 use serde_json::{Value, json};
 
-fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as u64 } else { 100 }
-}
-
-fn user_name(uid: &str) -> String {
-    uid.parse::<u32>()
-        .ok()
-        .and_then(|u| {
-            nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u))
-                .ok()
-                .flatten()
-        })
-        .map_or_else(|| uid.to_string(), |u| u.name)
-}
-
 fn top_rows(c: &Container) -> Result<Vec<Vec<String>>, ApiError> {
-    let cg = ContainerCgroup::from_state(&c.state)?;
-    let mut pids = cg.pids()?;
-    pids.sort_unstable();
-    let hz = clock_ticks();
-    let mut rows = Vec::new();
-    for pid in pids {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-        let f: Vec<&str> = rest.split(' ').collect();
-        let ppid = f.get(1).copied().unwrap_or("0").to_string();
-        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-            })
-            .unwrap_or_default();
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|x| *x == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
-        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        let secs = (num(11) + num(12)) / hz;
-        rows.push(vec![
-            user_name(&uid),
-            pid.to_string(),
-            ppid,
-            "0".into(),
-            "-".into(),
-            "?".into(),
-            format!(
-                "{:02}:{:02}:{:02}",
-                secs / 3600,
-                (secs / 60) % 60,
-                secs % 60
-            ),
-            cmdline,
-        ]);
-    }
-    Ok(rows)
+    Ok(engine::top::processes(c)?
+        .into_iter()
+        .map(|p| {
+            vec![
+                p.user,
+                p.pid.to_string(),
+                p.ppid.to_string(),
+                "0".into(),
+                "-".into(),
+                "?".into(),
+                p.time,
+                p.cmd,
+            ]
+        })
+        .collect())
 }
 
 pub async fn top(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -111,7 +61,7 @@ fn system_cpu_ns() -> u64 {
                 .sum()
         })
         .unwrap_or(0);
-    ticks * (1_000_000_000 / clock_ticks())
+    ticks * (1_000_000_000 / engine::top::clock_ticks())
 }
 
 fn cpu_json(s: Option<&CgroupStats>, system: u64, ncpu: usize) -> Value {
