@@ -1,5 +1,16 @@
 //! Response bodies fed from channels: each item is sent (and flushed) as it comes.
 
+/// A response whose body is fed from `rx`, each item flushed as it comes.
+pub fn streamed(
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+    content_type: axum::http::HeaderValue,
+) -> axum::http::Response<axum::body::Body> {
+    let mut r = axum::http::Response::new(axum::body::Body::from_stream(futures_stream(rx)));
+    r.headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, content_type);
+    r
+}
+
 /// An mpsc receiver as a body stream; each item is sent (and flushed) as it comes.
 pub fn futures_stream(
     rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,

@@ -12,7 +12,7 @@ use crate::params::Params;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderValue, Response, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine as _;
 use engine::runtime::mounts::secure_join;
@@ -166,11 +166,7 @@ pub async fn get(
             let _ = b.finish();
         }
     });
-    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-tar"),
-    );
+    let mut r = crate::stream::streamed(rx, HeaderValue::from_static("application/x-tar"));
     r.headers_mut().insert("X-Docker-Container-Path-Stat", h);
     Ok(r)
 }

@@ -11,7 +11,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderValue, Response, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, head, post};
 use engine::ErrorKind;
@@ -473,12 +473,10 @@ async fn wait(
             }
         }
     });
-    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(body_rx)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
+    Ok(crate::stream::streamed(
+        body_rx,
         HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    ))
 }
 
 async fn remove(

@@ -233,12 +233,10 @@ async fn push(d: AppState, name: String, q: Params) -> ApiResult<Response<Body>>
             }
         }
     });
-    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
+    Ok(crate::stream::streamed(
+        rx,
         HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    ))
 }
 
 /// `GET /images/get?names=a&names=b`: a `docker save` tar, streamed.
@@ -275,12 +273,10 @@ async fn save_names(d: AppState, names: Vec<String>) -> ApiResult<Response<Body>
         let w = std::io::BufWriter::with_capacity(256 * 1024, crate::stream::ChannelWriter(tx));
         let _ = d.images.save(&names, w);
     });
-    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
+    Ok(crate::stream::streamed(
+        rx,
         HeaderValue::from_static("application/x-tar"),
-    );
-    Ok(r)
+    ))
 }
 
 async fn tag(d: AppState, name: String, q: Params) -> ApiResult<Response<Body>> {
@@ -475,12 +471,10 @@ async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>>
             }
         }
     });
-    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(brx)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
+    Ok(crate::stream::streamed(
+        brx,
         HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    ))
 }
 
 /// An error after the 200: Docker's in-band form.

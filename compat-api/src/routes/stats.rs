@@ -8,7 +8,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, Response, header};
+use axum::http::{HeaderValue, Response};
 use engine::cgroups::CgroupStats;
 use engine::cgroups_glue::ContainerCgroup;
 use engine::store::Container;
@@ -197,10 +197,8 @@ pub async fn stats(
             pre_read = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         }
     });
-    let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
+    Ok(crate::stream::streamed(
+        rx,
         HeaderValue::from_static("application/json"),
-    );
-    Ok(r)
+    ))
 }
