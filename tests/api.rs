@@ -91,23 +91,7 @@ impl Daemon {
     }
 
     fn docker_input(&self, args: &[&str], input: Option<&[u8]>) -> Out {
-        let mut c = self.docker_cmd(args);
-        c.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn docker");
-        if let Some(data) = input {
-            let mut stdin = child.stdin.take().unwrap();
-            let data = data.to_vec();
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&data);
-            });
-        }
-        let o = wait_output(child, Duration::from_secs(60), args);
+        let o = common::run_command(self.docker_cmd(args), input, Duration::from_secs(60), args);
         use std::os::unix::process::ExitStatusExt;
         Out {
             code: o

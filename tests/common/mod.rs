@@ -166,23 +166,7 @@ impl Pelagos {
 
     /// Runs the CLI, feeding `input` on stdin when given. Panics after CMD_TIMEOUT.
     pub fn run_input(&self, args: &[&str], input: Option<&[u8]>) -> Output {
-        let mut c = self.cmd(args);
-        c.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn pelagos");
-        if let Some(data) = input {
-            let mut stdin = child.stdin.take().unwrap();
-            let data = data.to_vec();
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&data);
-            });
-        }
-        wait_output(child, CMD_TIMEOUT, args)
+        run_command(self.cmd(args), input, CMD_TIMEOUT, args)
     }
 
     pub fn out(&self, args: &[&str]) -> Out {
@@ -367,6 +351,31 @@ impl Drop for Pelagos {
 }
 
 /// Waits for `child` (stdout/stderr piped) with a deadline; kills it and panics on timeout.
+/// Runs `c` to completion with `input` on stdin (else /dev/null); panics after `timeout`.
+pub fn run_command(
+    mut c: Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+    what: &[&str],
+) -> Output {
+    c.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn command");
+    if let Some(data) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
+    wait_output(child, timeout, what)
+}
+
 pub fn wait_output(mut child: Child, timeout: Duration, what: &[&str]) -> Output {
     let pid = child.id() as i32;
     let mut so = child.stdout.take();
