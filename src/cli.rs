@@ -10,12 +10,21 @@ use std::path::PathBuf;
     about = "A fast, Docker-compatible container engine"
 )]
 pub struct Cli {
-    /// Persistent data (images, containers, volumes).
-    #[arg(long, global = true, env = "PELAGOS_DATA_ROOT", default_value = engine::paths::DEFAULT_DATA_ROOT)]
-    pub data_root: PathBuf,
+    /// Persistent data (images, containers, volumes) [default: daemon.json's `data-root`,
+    /// else /var/lib/pelagos].
+    #[arg(long, global = true, env = "PELAGOS_DATA_ROOT")]
+    pub data_root: Option<PathBuf>,
     /// Runtime state (sockets, generated specs); cleared by a reboot.
     #[arg(long, global = true, env = "PELAGOS_RUN_ROOT", default_value = engine::paths::DEFAULT_RUN_ROOT)]
     pub run_root: PathBuf,
+    /// Daemon-wide settings, with Docker's daemon.json key names.
+    #[arg(
+        long,
+        global = true,
+        env = "PELAGOS_CONFIG",
+        default_value = "/etc/pelagos/daemon.json"
+    )]
+    pub config_file: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -63,6 +72,15 @@ pub enum Command {
     Container(ContainerCommand),
     /// Pull an image from a registry.
     Pull(PullArgs),
+    /// Push an image to a registry.
+    Push(PushArgs),
+    /// Save images to a tar archive (stdout by default) that `docker load` reads.
+    Save(SaveArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Manage pelagos.
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Log in to a registry (stored in the docker CLI's config.json).
     Login(LoginArgs),
     /// Log out from a registry.
@@ -90,6 +108,8 @@ pub enum Command {
         /// PRIVATE_PORT[/PROTO]
         port: Option<String>,
     },
+    /// Serve the Docker Engine API (for the unmodified docker CLI and SDKs).
+    Daemon(DaemonArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +209,65 @@ pub enum ImageCommand {
     Load(LoadArgs),
     /// Tag an image.
     Tag { source: String, target: String },
+    /// Pull an image.
+    Pull(PullArgs),
+    /// Push an image.
+    Push(PushArgs),
+    /// Save images to a tar archive.
+    Save(SaveArgs),
+    /// Show the history of an image.
+    History(HistoryArgs),
+    /// Remove unused images.
+    Prune(ImagePruneArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show disk usage.
+    Df {
+        #[arg(short, long)]
+        verbose: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    #[arg(short, long)]
+    pub quiet: bool,
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to a file instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    #[arg(short = 'H', long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub human: bool,
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long)]
+    pub format: Option<String>,
+    pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePruneArgs {
+    /// Remove all unused images, not just dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(long = "filter")]
+    pub filters: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -509,7 +588,24 @@ pub struct LoginArgs {
 pub struct PullArgs {
     #[arg(short, long)]
     pub quiet: bool,
+    /// os/arch[/variant] to pull from a multi-platform image (default: the host's).
+    #[arg(long)]
+    pub platform: Option<String>,
     pub image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Where to listen: unix:///path or tcp://127.0.0.1:PORT (repeatable; default
+    /// unix:///var/run/pelagos.sock).
+    #[arg(short = 'H', long = "host")]
+    pub hosts: Vec<String>,
+    /// Group owning the Unix socket (default: docker, if it exists).
+    #[arg(short = 'G', long)]
+    pub group: Option<String>,
+    /// Write our PID to this file once the sockets accept connections.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -90,6 +90,23 @@ pub fn print_inspect(items: &[Value], format: Option<&str>) -> CliResult<()> {
     Ok(())
 }
 
+/// A listing command's output: each row through `--format` when given, else the table.
+pub fn print_listing(
+    format: Option<&str>,
+    columns: &[(&str, &str)],
+    rows: &[Value],
+) -> CliResult<()> {
+    match format {
+        Some(f) => {
+            for r in rows {
+                println!("{}", render(f, r)?);
+            }
+        }
+        None => print_rows(columns, rows),
+    }
+    Ok(())
+}
+
 /// Prints JSON rows as a table of the given (header, field) columns.
 pub fn print_rows(columns: &[(&str, &str)], rows: &[Value]) {
     let cells: Vec<Vec<String>> = rows

@@ -4,8 +4,10 @@
 mod attach_client;
 mod cli;
 mod commands;
+mod daemon_config;
 mod errors;
 mod format;
+mod progress;
 mod run_opts;
 mod terminal;
 
@@ -23,6 +25,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).is_some_and(|a| a == network::dns::DNS_ARG) {
         network::dns::main(&args[2..]);
+    }
+    // Likewise the daemon's exec helper: single-threaded, nothing initialised.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == engine::runtime::exec_helper::EXEC_HELPER_ARG)
+    {
+        engine::runtime::exec_helper::main();
     }
     // Like other command-line tools, end quietly when our output pipe closes
     // (`pelagos ps | head -1`) instead of panicking in println!. The monitor (above) keeps

@@ -7,7 +7,7 @@ use engine::model::{
     Ulimit, VolumeOptions,
 };
 use engine::units::parse_size;
-use engine::{CreateOptions, ImageDefaults, ImageInfo};
+use engine::{CreateOptions, ImageInfo};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -146,29 +146,7 @@ fn size_opt(v: &Option<String>) -> CliResult<i64> {
 }
 
 pub fn image_info(store: &registry::ImageStore, reference: &str) -> CliResult<ImageInfo> {
-    let rec = store.resolve(reference)?;
-    let cfg = store.config(&rec)?;
-    let layers = store.layer_dirs(&rec)?;
-    let rc = cfg.config;
-    Ok(ImageInfo {
-        id: rec.id.to_string(),
-        reference: reference.to_string(),
-        layers,
-        defaults: ImageDefaults {
-            env: rc.env,
-            cmd: rc.cmd.unwrap_or_default(),
-            entrypoint: rc.entrypoint.unwrap_or_default(),
-            working_dir: rc.working_dir.unwrap_or_default(),
-            user: rc.user.unwrap_or_default(),
-            exposed_ports: rc.exposed_ports,
-            volumes: rc.volumes,
-            stop_signal: rc.stop_signal,
-            healthcheck: rc
-                .healthcheck
-                .map(|h| serde_json::to_value(h).unwrap_or_default()),
-            labels: rc.labels,
-        },
-    })
+    Ok(engine::ImageInfo::from_store(store, reference)?)
 }
 
 /// Builds the create request. `image` is resolved by the caller (None with --rootfs).

@@ -245,8 +245,20 @@ fn own_namespaces() {
     }
     assert_eq!(p.sh("echo $$").stdout.trim(), "1");
     // Network `none`: only loopback, and it is up.
-    let o = p.sh("ls /sys/class/net | tr '\\n' ' '; cat /sys/class/net/lo/operstate");
-    assert!(o.stdout.starts_with("lo "), "{o:?}");
+    let o = p.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /sys/class/net | tr '\\n' ' '; cat /sys/class/net/lo/operstate",
+    ]);
+    assert_eq!(o.stdout, "lo unknown\n", "{o:?}");
+    // The default network is Docker's `bridge`: eth0 besides loopback.
+    let o = p.sh("ls /sys/class/net | tr '\\n' ' '");
+    assert_eq!(o.stdout, "eth0 lo ", "{o:?}");
     let host_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
     let o = p.sh("readlink /proc/self/ns/mnt");
     assert_ne!(o.stdout.trim(), host_ns.to_string_lossy(), "{o:?}");

@@ -1,5 +1,6 @@
 //! Runs last (cargo runs integration test binaries in name order): after the whole suite,
-//! no mount, monitor process or container cgroup of this run may remain.
+//! no mount, monitor process, container cgroup, network interface, nftables table or DNS
+//! server of this run may remain.
 //!
 //! On a CI machine nothing else runs, but a shared development machine may run another
 //! copy of the suite at the same time, so leftovers are attributed: this run's temp dirs
@@ -131,6 +132,51 @@ fn leaked_cgroups(token: &str) -> Vec<String> {
     out
 }
 
+/// Bridges and veths carry their data root in IFLA_IFALIAS (`pelagos:<root>`).
+fn our_links(token: &str) -> Vec<String> {
+    let needle = format!("pelagos-test-{token}-");
+    let Ok(rd) = std::fs::read_dir("/sys/class/net") else {
+        return vec![];
+    };
+    rd.flatten()
+        .filter_map(|e| {
+            let alias = std::fs::read_to_string(e.path().join("ifalias")).unwrap_or_default();
+            alias
+                .contains(&needle)
+                .then(|| format!("{}: {}", e.file_name().to_string_lossy(), alias.trim()))
+        })
+        .collect()
+}
+
+/// A private root's table is `pelagos_<tag>` and its default bridge `pl<tag>`: a table
+/// whose bridge is gone has no owner left (whoever made it).
+fn orphan_nft_tables() -> Vec<String> {
+    let out = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter_map(|l| l.strip_prefix("table ip pelagos_"))
+        .filter(|tag| !Path::new(&format!("/sys/class/net/pl{tag}")).exists())
+        .map(|tag| format!("pelagos_{tag}"))
+        .collect()
+}
+
+fn our_dns_servers(token: &str) -> Vec<String> {
+    let needle = format!("pelagos-test-{token}-");
+    all_pids()
+        .into_iter()
+        .filter(|p| {
+            let a = proc_strings(*p, "cmdline");
+            a.get(1).is_some_and(|x| x == "__dns")
+                && a.get(2).is_some_and(|d| d.contains(&needle))
+                && proc_ppid_state(*p).is_some_and(|(_, s)| s != 'Z')
+        })
+        .map(|p| format!("{p}: {}", proc_strings(p, "cmdline").join(" ")))
+        .collect()
+}
+
 #[test]
 fn nothing_is_left_behind() {
     if common::fixtures().is_none() {
@@ -167,4 +213,13 @@ fn nothing_is_left_behind() {
         cgroups.is_empty(),
         "container cgroups left behind: {cgroups:#?}"
     );
+    let links = stable(&|| our_links(&token));
+    assert!(links.is_empty(), "interfaces left behind: {links:#?}");
+    let tables = stable(&orphan_nft_tables);
+    assert!(
+        tables.is_empty(),
+        "nftables tables left behind: {tables:#?}"
+    );
+    let dns = stable(&|| our_dns_servers(&token));
+    assert!(dns.is_empty(), "DNS servers left running: {dns:#?}");
 }

@@ -1,2 +1,126 @@
-//! The Docker Engine API served on a Unix socket; it only translates requests into
-//! engine, registry and network calls. The server lands with the compat-api issue.
+//! The Docker Engine API served on a Unix socket (and optionally TCP). It only translates
+//! requests into engine, registry and network calls.
+
+// serde_json::json! of /info needs more than the default.
+#![recursion_limit = "256"]
+
+mod blocking;
+pub mod config;
+mod error;
+mod events;
+mod params;
+mod routes;
+mod server;
+mod state;
+mod stream;
+mod supervise;
+mod translate;
+
+pub use config::DaemonConfig;
+pub use error::{ApiError, status_for};
+pub use server::{API_VERSION, Listen, MIN_API_VERSION};
+
+use std::sync::Arc;
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let context = context.into();
+    move |source| DaemonError::Io { context, source }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Containers keep running when it stops: their
+/// monitors own them, and the next daemon finds them in the shared state.
+pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    // Two workers are plenty: handlers either answer from disk quickly or wait; blocking
+    // engine calls go to the blocking pool.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(128)
+        .enable_all()
+        .build()
+        .map_err(io("tokio runtime"))?;
+    rt.block_on(serve(cfg))
+}
+
+async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    let daemon = Arc::new(state::Daemon::open(
+        cfg.roots.clone(),
+        cfg.registry.clone(),
+        cfg.net.clone(),
+    )?);
+    let app = routes::router(daemon.clone());
+    let hosts = if cfg.hosts.is_empty() {
+        vec![Listen::Unix(config::DEFAULT_SOCKET.into())]
+    } else {
+        cfg.hosts.clone()
+    };
+    let mut tasks = Vec::new();
+    for h in hosts {
+        match h {
+            Listen::Unix(path) => {
+                let l = config::bind_unix(&path, cfg.group.as_deref())?;
+                let app = app.clone();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        if let Ok((s, _)) = l.accept().await {
+                            tokio::spawn(server::serve_connection(app.clone(), s));
+                        }
+                    }
+                }));
+            }
+            Listen::Tcp(addr) => {
+                let l = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(io(format!("listen on tcp://{addr}")))?;
+                let app = app.clone();
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        if let Ok((s, _)) = l.accept().await {
+                            let _ = s.set_nodelay(true);
+                            tokio::spawn(server::serve_connection(app.clone(), s));
+                        }
+                    }
+                }));
+            }
+        }
+    }
+    if let Some(ready) = &cfg.ready_fd_path {
+        let _ = std::fs::write(ready, std::process::id().to_string());
+    }
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(io("signal"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("signal"))?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    // Stop accepting; running containers are left to their monitors.
+    for t in tasks {
+        t.abort();
+    }
+    for h in &cfg.hosts {
+        if let Listen::Unix(p) = h {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    if cfg.hosts.is_empty() {
+        let _ = std::fs::remove_file(config::DEFAULT_SOCKET);
+    }
+    Ok(())
+}

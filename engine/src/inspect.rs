@@ -122,3 +122,34 @@ pub fn human_duration(d: chrono::Duration) -> String {
         s => format!("{} years", s / (365 * 86400)),
     }
 }
+
+/// One `ps`/`containers/json` filter term (Docker ORs the values of one key and ANDs the
+/// keys). Unknown keys match nothing.
+pub fn filter_matches(c: &Container, key: &str, v: &str) -> bool {
+    match key {
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => c.record.config.labels.get(lk).is_some_and(|x| x == lv),
+            None => c.record.config.labels.contains_key(v),
+        },
+        "name" => c.record.name.contains(v.trim_start_matches('/')),
+        "status" => c.state.status.as_str() == v,
+        "id" => c.record.id.starts_with(v),
+        "exited" => {
+            c.state.status == Status::Exited
+                && v.parse::<i32>().is_ok_and(|n| n == c.state.exit_code)
+        }
+        "ancestor" => c.record.config.image == v || (!v.is_empty() && c.record.image.contains(v)),
+        "network" => {
+            let mode = &c.record.host_config.network_mode;
+            mode == v || (v == "none" && mode.is_empty())
+        }
+        "health" => v == "none" && c.record.config.healthcheck.is_none(),
+        "volume" => c
+            .record
+            .mounts
+            .iter()
+            .any(|m| m.name == v || m.destination == v || m.source == v),
+        "before" | "since" => true,
+        _ => false,
+    }
+}

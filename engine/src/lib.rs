@@ -13,6 +13,7 @@ pub mod ids;
 pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
+pub mod logstream;
 pub mod model;
 pub mod mountspec;
 pub mod netglue;
@@ -23,6 +24,7 @@ pub mod security;
 pub mod spec;
 pub mod state;
 pub mod store;
+pub mod top;
 pub mod units;
 pub mod volumes;
 

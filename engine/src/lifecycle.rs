@@ -43,6 +43,36 @@ pub struct ImageInfo {
     pub defaults: ImageDefaults,
 }
 
+impl ImageInfo {
+    /// Resolves `reference` in the image store: ID, layers and the config defaults a
+    /// container inherits.
+    pub fn from_store(store: &registry::ImageStore, reference: &str) -> Result<Self> {
+        let rec = store.resolve(reference)?;
+        let cfg = store.config(&rec)?;
+        let layers = store.layer_dirs(&rec)?;
+        let rc = cfg.config;
+        Ok(ImageInfo {
+            id: rec.id.to_string(),
+            reference: reference.to_string(),
+            layers,
+            defaults: ImageDefaults {
+                env: rc.env,
+                cmd: rc.cmd.unwrap_or_default(),
+                entrypoint: rc.entrypoint.unwrap_or_default(),
+                working_dir: rc.working_dir.unwrap_or_default(),
+                user: rc.user.unwrap_or_default(),
+                exposed_ports: rc.exposed_ports,
+                volumes: rc.volumes,
+                stop_signal: rc.stop_signal,
+                healthcheck: rc
+                    .healthcheck
+                    .map(|h| serde_json::to_value(h).unwrap_or_default()),
+                labels: rc.labels,
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
     pub name: Option<String>,
@@ -62,6 +92,8 @@ pub struct Engine {
     pub roots: Roots,
     pub containers: ContainerStore,
     pub volumes: VolumeStore,
+    /// daemon.json's network keys, used when networks and the default bridge are made.
+    pub net: network::NetSettings,
 }
 
 impl Engine {
@@ -70,7 +102,14 @@ impl Engine {
             containers: ContainerStore::open(&roots)?,
             volumes: VolumeStore::open(&roots)?,
             roots,
+            net: network::NetSettings::default(),
         })
+    }
+
+    /// The engine with daemon.json's network settings (`bip`, pools, `bridge`, `ip-forward`).
+    pub fn with_net_settings(mut self, net: network::NetSettings) -> Self {
+        self.net = net;
+        self
     }
 
     pub fn paths(&self, id: &str) -> ContainerPaths {
@@ -142,7 +181,13 @@ impl Engine {
         }
         validate_host_config(&hc)?;
         let mut networks = opts.networks.clone();
-        crate::netglue::prepare(&self.roots, &mut hc, &mut networks, &config.mac_address)?;
+        crate::netglue::prepare(
+            &self.roots,
+            &self.net,
+            &mut hc,
+            &mut networks,
+            &config.mac_address,
+        )?;
         if let crate::netglue::Mode::Container(other) = crate::netglue::mode(&hc) {
             self.containers.resolve(other)?;
         }
@@ -277,7 +322,7 @@ impl Engine {
                         o.record.id
                     )));
                 }
-                let pin = netglue::open(&self.roots)?
+                let pin = netglue::open(&self.roots, &self.net)?
                     .sandbox(&o.record.id)?
                     .map(|s| s.netns_path)
                     .filter(|p| !p.is_empty())
@@ -285,7 +330,7 @@ impl Engine {
                 (Some(pin), None)
             }
             Mode::Networks => {
-                let info = netglue::setup(&self.roots, r)?;
+                let info = netglue::setup(&self.roots, &self.net, r)?;
                 (Some(info.sandbox.netns_path.clone()), Some(info))
             }
         };
@@ -346,7 +391,7 @@ impl Engine {
             }
             let n = match &nets {
                 Some(n) => n,
-                None => nets.insert(crate::netglue::open(&self.roots)?),
+                None => nets.insert(crate::netglue::open(&self.roots, &self.net)?),
             };
             if let Some(ep) = n.endpoints(&t.record.id)?.first() {
                 let short = crate::ids::short_id(&t.record.id);
@@ -364,7 +409,7 @@ impl Engine {
             let ip = if ip == "host-gateway" {
                 let n = match &nets {
                     Some(n) => n,
-                    None => nets.insert(crate::netglue::open(&self.roots)?),
+                    None => nets.insert(crate::netglue::open(&self.roots, &self.net)?),
                 };
                 let bridge = n.find("bridge")?;
                 bridge
@@ -392,7 +437,7 @@ impl Engine {
         let id = self.containers.resolve(what)?;
         let _lock = self.containers.lock(&id)?;
         let c = self.containers.load(&id)?;
-        let nets = crate::netglue::open(&self.roots)?;
+        let nets = crate::netglue::open(&self.roots, &self.net)?;
         let n = nets.find(network)?;
         if crate::netglue::mode(&c.record.host_config) != crate::netglue::Mode::Networks {
             return Err(Error::invalid(format!(
@@ -436,7 +481,7 @@ impl Engine {
         let id = self.containers.resolve(what)?;
         let _lock = self.containers.lock(&id)?;
         let c = self.containers.load(&id)?;
-        let nets = crate::netglue::open(&self.roots)?;
+        let nets = crate::netglue::open(&self.roots, &self.net)?;
         let n = nets.find(network)?;
         let key = c
             .record

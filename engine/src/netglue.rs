@@ -32,14 +32,15 @@ pub fn mode(hc: &HostConfig) -> Mode<'_> {
     }
 }
 
-pub fn open(roots: &Roots) -> Result<Networks> {
-    Ok(Networks::open(&roots.data, &roots.run)?)
+pub fn open(roots: &Roots, settings: &network::NetSettings) -> Result<Networks> {
+    Ok(Networks::open(&roots.data, &roots.run, settings)?)
 }
 
 /// Create-time checks and normalisation: `default`/empty become `bridge`, the network
 /// must exist, and the primary network gets an entry in `networks`.
 pub fn prepare(
     roots: &Roots,
+    settings: &network::NetSettings,
     hc: &mut HostConfig,
     networks: &mut BTreeMap<String, EndpointConfig>,
     mac: &str,
@@ -47,8 +48,19 @@ pub fn prepare(
     if hc.network_mode.is_empty() || hc.network_mode == "default" {
         hc.network_mode = "bridge".into();
     }
+    // The docker CLI (API >= 1.44) also names the primary network in EndpointsConfig, under
+    // the name the user gave: `default`, `host`, `none` or `container:<x>` included.
+    if let Some(cfg) = networks.remove("default") {
+        networks.entry("bridge".into()).or_insert(cfg);
+    }
     match mode(hc) {
         Mode::None | Mode::Host | Mode::Container(_) => {
+            if networks
+                .get(&hc.network_mode)
+                .is_some_and(|c| *c == EndpointConfig::default())
+            {
+                networks.remove(&hc.network_mode);
+            }
             if !networks.is_empty() {
                 return Err(Error::invalid(format!(
                     "conflicting options: cannot attach both user-defined and non-user-defined network-modes ({})",
@@ -63,7 +75,7 @@ pub fn prepare(
             Ok(())
         }
         Mode::Networks => {
-            let nets = open(roots)?;
+            let nets = open(roots, settings)?;
             let primary = hc.network_mode.clone();
             let n = nets.find(&primary)?;
             let cfg = networks.entry(primary).or_default();
@@ -150,8 +162,12 @@ pub fn port_mappings(r: &ContainerRecord) -> Result<Vec<PortMapping>> {
 
 /// Makes the container's sandbox: namespace, endpoints on every configured network (the
 /// primary one first, as eth0), published ports.
-pub fn setup(roots: &Roots, r: &ContainerRecord) -> Result<SandboxInfo> {
-    let nets = open(roots)?;
+pub fn setup(
+    roots: &Roots,
+    settings: &network::NetSettings,
+    r: &ContainerRecord,
+) -> Result<SandboxInfo> {
+    let nets = open(roots, settings)?;
     let primary = r.host_config.network_mode.clone();
     let mut order: Vec<(String, EndpointConfig)> = Vec::new();
     if let Some(c) = r.networks.get(&primary) {
@@ -175,7 +191,8 @@ pub fn setup(roots: &Roots, r: &ContainerRecord) -> Result<SandboxInfo> {
 
 /// Releases what [`setup`] made; harmless when there is nothing.
 pub fn teardown(roots: &Roots, id: &str) {
-    if let Ok(n) = Networks::open(&roots.data, &roots.run)
+    // Teardown works from the endpoint records; daemon.json settings do not matter.
+    if let Ok(n) = Networks::open(&roots.data, &roots.run, &network::NetSettings::default())
         && let Err(e) = n.teardown(id)
     {
         tracing::warn!("network teardown of {id}: {e}");
@@ -204,7 +221,8 @@ pub fn settings_json(roots: &Roots, r: &ContainerRecord, running: bool) -> Value
         Mode::Host => s["Networks"] = empty("host"),
         Mode::Container(_) => {}
         Mode::Networks => {
-            let nets = open(roots).ok();
+            // Read-only view of the stored networks: settings do not matter.
+            let nets = open(roots, &network::NetSettings::default()).ok();
             let sandbox = nets
                 .as_ref()
                 .filter(|_| running)

@@ -1,6 +1,6 @@
 //! Host-level network settings: Docker's daemon.json keys (`bip`, `default-address-pools`,
-//! `bridge`, `ip-forward`) read from `<data-root>/daemon.json`, and the kernel object names
-//! this data root owns.
+//! `bridge`, `ip-forward`) picked from the daemon.json document the CLI parsed once, and the
+//! kernel object names this data root owns.
 //!
 //! Names are per data root so that several pelagos instances (the test suite runs dozens at
 //! once, each with private roots) never share a bridge, an nftables table or address leases:
@@ -21,9 +21,10 @@ pub struct AddressPool {
     pub size: u8,
 }
 
+/// The daemon.json keys this crate reads; every other key is ignored.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
-struct DaemonJson {
+pub struct NetSettings {
     bip: Option<String>,
     default_address_pools: Option<Vec<AddressPool>>,
     bridge: Option<String>,
@@ -51,14 +52,7 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    pub fn load(data_root: &Path, run_root: &Path) -> Result<Self> {
-        let dj_path = data_root.join("daemon.json");
-        let dj: DaemonJson = match std::fs::read(&dj_path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| Error::invalid(format!("{}: {e}", dj_path.display())))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DaemonJson::default(),
-            Err(e) => return Err(Error::path(&dj_path, e)),
-        };
+    pub fn load(data_root: &Path, run_root: &Path, dj: &NetSettings) -> Result<Self> {
         let is_default = data_root == Path::new(DEFAULT_DATA_ROOT);
         let tag = hex::encode(&sha2_digest(data_root.as_os_str().as_encoded_bytes())[..4]);
         let default_bridge = dj.bridge.clone().unwrap_or_else(|| {
@@ -136,6 +130,16 @@ pub fn docker_default_pools() -> Vec<(Ipv4Net, u8)> {
     v
 }
 
+impl NetSettings {
+    /// Picks this crate's keys out of the parsed daemon.json (`null` or `{}`: defaults).
+    pub fn from_json(doc: &serde_json::Value) -> Result<Self> {
+        if doc.is_null() {
+            return Ok(NetSettings::default());
+        }
+        serde_json::from_value(doc.clone()).map_err(|e| Error::invalid(format!("daemon.json: {e}")))
+    }
+}
+
 fn sha2_digest(b: &[u8]) -> Vec<u8> {
     use sha2::Digest;
     sha2::Sha256::digest(b).to_vec()
@@ -148,21 +152,23 @@ mod tests {
     #[test]
     fn names_depend_on_the_data_root() {
         let d = tempfile::tempdir().unwrap();
-        let c = NetConfig::load(d.path(), d.path()).unwrap();
+        let none = NetSettings::default();
+        let c = NetConfig::load(d.path(), d.path(), &none).unwrap();
         assert!(c.default_bridge.starts_with("pl") && c.default_bridge.len() == 10);
         assert!(c.nft_table.starts_with("pelagos_"));
         assert_eq!(c.pools.len(), 16);
-        std::fs::write(
-            d.path().join("daemon.json"),
-            r#"{"bip":"10.99.0.1/24","bridge":"br-test","default-address-pools":[{"base":"10.200.0.0/16","size":24}],"ip-forward":false}"#,
+        let doc: serde_json::Value = serde_json::from_str(
+            r#"{"bip":"10.99.0.1/24","bridge":"br-test","default-address-pools":[{"base":"10.200.0.0/16","size":24}],"ip-forward":false,"insecure-registries":["x"]}"#,
         )
         .unwrap();
-        let c = NetConfig::load(d.path(), d.path()).unwrap();
+        let c =
+            NetConfig::load(d.path(), d.path(), &NetSettings::from_json(&doc).unwrap()).unwrap();
         assert_eq!(c.default_bridge, "br-test");
         assert_eq!(c.bip.unwrap().0.to_string(), "10.99.0.1");
         assert_eq!(c.pools, vec![("10.200.0.0/16".parse().unwrap(), 24)]);
         assert!(!c.ip_forward);
-        std::fs::write(d.path().join("daemon.json"), r#"{"bip":"300.1.1.1/8"}"#).unwrap();
-        assert!(NetConfig::load(d.path(), d.path()).is_err());
+        let bad = NetSettings::from_json(&serde_json::json!({"bip": "300.1.1.1/8"})).unwrap();
+        assert!(NetConfig::load(d.path(), d.path(), &bad).is_err());
+        assert!(NetSettings::from_json(&serde_json::json!({"ip-forward": "yes"})).is_err());
     }
 }

@@ -12,6 +12,7 @@
 
 use crate::Networks;
 use crate::error::{Error, Result};
+use crate::fsutil::Lock;
 use crate::model::{Endpoint, Network};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -61,15 +62,20 @@ fn gateway(n: &Network) -> Result<Ipv4Addr> {
         .ok_or_else(|| Error::Internal(format!("network {} has no gateway", n.name)))
 }
 
-/// Starts the network's DNS server unless one is listening already.
+/// The server's life lock: it holds an flock on this file (with its pid inside) for as long
+/// as it serves, so "is it running" and "wait until it is gone" need no polling and a stale
+/// pid can never be mistaken for a live server.
+fn life_file(nets: &Networks, net_id: &str) -> std::path::PathBuf {
+    nets.cfg.run_dir().join("dns").join(format!("{net_id}.pid"))
+}
+
+/// Starts the network's DNS server unless one is serving already.
 pub fn ensure_running(nets: &Networks, n: &Network) -> Result<()> {
-    let gw = gateway(n)?;
     let _l = nets.net_lock(&n.id)?;
-    match UdpSocket::bind(SocketAddrV4::new(gw, 53)) {
-        Ok(probe) => drop(probe),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Ok(()),
-        Err(e) => return Err(Error::io(format!("DNS server address {gw}:53"), e)),
-    }
+    let Some(probe) = Lock::try_exclusive(&life_file(nets, &n.id))? else {
+        return Ok(());
+    };
+    drop(probe);
     let status = std::process::Command::new(helper_exe())
         .arg(DNS_ARG)
         .arg(&nets.cfg.data_root)
@@ -77,16 +83,36 @@ pub fn ensure_running(nets: &Networks, n: &Network) -> Result<()> {
         .arg(&n.id)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
+        .stderr(std::process::Stdio::piped())
+        .output()
         .map_err(|e| Error::io("start DNS server", e))?;
-    if !status.success() {
+    if !status.status.success() {
         return Err(Error::Internal(format!(
-            "the DNS server of network {} failed to start",
-            n.name
+            "the DNS server of network {} failed to start: {}",
+            n.name,
+            String::from_utf8_lossy(&status.stderr).trim()
         )));
     }
     Ok(())
+}
+
+/// Stops the network's DNS server, if any, and returns once it is gone (its address is
+/// free again for a network made next with the same subnet).
+pub fn stop(nets: &Networks, net_id: &str) {
+    let path = life_file(nets, net_id);
+    let Ok(pid) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    if let Ok(None) = Lock::try_exclusive(&path)
+        && let Ok(pid) = pid.trim().parse::<i32>()
+        && pid > 1
+    {
+        // SAFETY: plain kill(2); the flock proves the pid is still our server.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // Blocks until the dying server's fd (and so its lock) is closed.
+        let _ = Lock::exclusive(&path);
+    }
+    let _ = crate::fsutil::remove_if_exists(&path);
 }
 
 /// Entry point of `pelagos __dns DATA RUN NETWORK-ID`. Binds, detaches (the starter waits
@@ -106,19 +132,38 @@ pub fn main(args: &[String]) -> ! {
 }
 
 fn start(data: &Path, run: &Path, id: &str) -> Result<()> {
-    let nets = Networks::open(data, run)?;
+    // Only endpoint records are read here, which daemon.json does not affect.
+    let nets = Networks::open(data, run, &crate::NetSettings::default())?;
     let n = nets.find(id)?;
+    let life = Lock::try_exclusive(&life_file(&nets, &n.id))?
+        .ok_or_else(|| Error::Internal("a DNS server for this network is running".into()))?;
     let sock = UdpSocket::bind(SocketAddrV4::new(gateway(&n)?, 53))
         .map_err(|e| Error::io("bind DNS socket", e))?;
     // SAFETY: single-threaded here (no runtime was started: `find` of a stored network does
-    // no netlink work), so fork is safe; the parent only exits.
+    // no netlink work), so fork is safe; the parent only exits. The child inherits the
+    // flocked file description, so the life lock passes to it.
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
         Ok(nix::unistd::ForkResult::Child) => {}
         Err(e) => return Err(Error::io("fork", e.into())),
     }
     let _ = nix::unistd::setsid();
-    serve(&nets, &n, sock);
+    // The starter reads our stderr until EOF for start-up errors: let go of it now.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto our own standard descriptors.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
+            libc::dup2(null.as_raw_fd(), 2);
+        }
+    }
+    {
+        use std::io::{Seek, Write};
+        let mut f = life.file();
+        let _ = f.set_len(0);
+        let _ = f.seek(std::io::SeekFrom::Start(0));
+        let _ = write!(f, "{}", std::process::id());
+    }
+    serve(&nets, &n, sock, life);
     Ok(())
 }
 
@@ -133,7 +178,7 @@ fn upstreams() -> Vec<Ipv4Addr> {
         .collect()
 }
 
-fn serve(nets: &Networks, n: &Network, sock: UdpSocket) {
+fn serve(nets: &Networks, n: &Network, sock: UdpSocket, life: Lock) {
     let dir = nets.endpoints_dir(&n.id);
     let upstream = upstreams();
     let mut buf = [0u8; 1500];
@@ -167,6 +212,8 @@ fn serve(nets: &Networks, n: &Network, sock: UdpSocket) {
                     && read_endpoints(&dir).is_ok_and(|v| v.is_empty())
                 {
                     drop(sock);
+                    let _ = crate::fsutil::remove_if_exists(&life_file(nets, &n.id));
+                    drop(life);
                     std::process::exit(0);
                 }
             }

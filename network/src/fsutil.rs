@@ -56,6 +56,34 @@ pub struct Lock {
 }
 
 impl Lock {
+    /// The lock when nobody holds it now; `None` when another process does.
+    pub fn try_exclusive(path: &Path) -> Result<Option<Self>> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d).map_err(|e| Error::path(d, e))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::path(path, e))?;
+        // SAFETY: flock on a valid fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Some(Lock { _file: file }));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        Err(Error::path(path, e))
+    }
+
+    /// The open file under the lock (the DNS server writes its pid into it).
+    pub fn file(&self) -> &File {
+        &self._file
+    }
+
     pub fn exclusive(path: &Path) -> Result<Self> {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d).map_err(|e| Error::path(d, e))?;

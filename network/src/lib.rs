@@ -23,7 +23,7 @@ pub mod model;
 pub mod netlink;
 pub mod ports;
 
-pub use config::NetConfig;
+pub use config::{NetConfig, NetSettings};
 pub use error::{Error, Kind, Result};
 pub use model::{
     Endpoint, EndpointConfig, EndpointIpamConfig, Ipam, IpamConfig, Network, NetworkContainer,
@@ -89,9 +89,9 @@ pub struct Networks {
 }
 
 impl Networks {
-    pub fn open(data_root: &Path, run_root: &Path) -> Result<Self> {
+    pub fn open(data_root: &Path, run_root: &Path, settings: &NetSettings) -> Result<Self> {
         Ok(Networks {
-            cfg: NetConfig::load(data_root, run_root)?,
+            cfg: NetConfig::load(data_root, run_root, settings)?,
             fw: Box::new(firewall::Nft),
         })
     }
@@ -486,6 +486,7 @@ impl Networks {
                 n.name, n.id
             )));
         }
+        dns::stop(self, &n.id);
         remove_if_exists(&self.net_file(&n.id))?;
         let _ = std::fs::remove_dir(self.endpoints_dir(&n.id));
         let _ = remove_if_exists(
@@ -524,6 +525,7 @@ impl Networks {
             nl.delete_link(&b)?;
         }
         for n in self.stored()? {
+            dns::stop(self, &n.id);
             if let Some(b) = n.bridge_name() {
                 nl.delete_link(b)?;
             }

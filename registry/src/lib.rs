@@ -1,5 +1,5 @@
-//! Images: references, the local content store, layer unpacking, load/save (and, later,
-//! pull/push over the OCI distribution protocol).
+//! Images: references, the local content store, layer unpacking, load/save, and pull/push
+//! over the OCI distribution protocol.
 
 pub mod archive;
 pub mod auth;
@@ -8,7 +8,9 @@ pub mod digest;
 pub mod error;
 pub mod error_kind;
 mod fsys;
+pub mod platform;
 pub mod reference;
+pub mod settings;
 pub mod store;
 pub mod unpack;
 
@@ -16,5 +18,10 @@ pub use config::{Healthcheck, ImageConfig, RunConfig};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use error_kind::ErrorKind;
+pub use platform::Platform;
 pub use reference::Reference;
-pub use store::{ImageRecord, ImageStore, ImageUser, LoadedImage, PullEvent, Removed};
+pub use settings::RegistrySettings;
+pub use store::{
+    ImageRecord, ImageStore, ImageUser, LoadedImage, PullEvent, PullOptions, Pulled, PushEvent,
+    Pushed, Removed,
+};

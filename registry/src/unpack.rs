@@ -40,6 +40,12 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
     let mut stats = UnpackStats::default();
     // Directory mtimes are set last: creating children inside a directory bumps its mtime.
     let mut dir_times: Vec<(Vec<Vec<u8>>, Mtime)> = Vec::new();
+    // The last parent directory opened, by components: tar streams list a directory's
+    // entries together, so most entries reuse it instead of re-walking from the root (an
+    // `openat` per component per entry dominated unpack time). An entry can only change
+    // its own path and what is below it, so the cache is dropped when an entry's path is
+    // a prefix of the cached one (and on whiteouts, which change a sibling's path).
+    let mut cache: Option<(Vec<Vec<u8>>, OwnedFd)> = None;
     let entries = archive
         .entries()
         .map_err(|e| Error::io("reading layer tar", e))?;
@@ -51,6 +57,9 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
             Error::unsafe_entry(&shown, "path escapes the layer root through '..'")
         })?;
         stats.entries += 1;
+        if cache.as_ref().is_some_and(|(p, _)| p.starts_with(&comps)) {
+            cache = None;
+        }
         let Some((name, parents)) = comps.split_last() else {
             // The root directory itself: its attributes belong to the container rootfs
             // top, not to this layer, so it is skipped.
@@ -59,6 +68,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
         let wrap = |e: io::Error| Error::io(format!("unpacking layer entry {shown:?}"), e);
 
         if name.starts_with(WHITEOUT_PREFIX) {
+            cache = None;
             let dir = walk(&root_fd, parents, true, &shown)?;
             if name.as_slice() == OPAQUE_MARKER {
                 let key = CString::new(OPAQUE_XATTR).map_err(|e| Error::Internal(e.to_string()))?;
@@ -78,14 +88,19 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
             continue;
         }
 
-        let dir = walk(&root_fd, parents, true, &shown)?;
+        if cache.as_ref().is_none_or(|(p, _)| p.as_slice() != parents) {
+            cache = Some((parents.to_vec(), walk(&root_fd, parents, true, &shown)?));
+        }
+        let Some((_, dir)) = &cache else {
+            return Err(Error::Internal("unpack directory cache".into()));
+        };
         let cname = fsys::c_name(name).map_err(wrap)?;
         let header = entry.header().clone();
         let meta = EntryMeta::read(&mut entry, &header).map_err(wrap)?;
         let kind = header.entry_type();
         match kind {
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                remove_existing(&dir, &cname, root, parents, name).map_err(wrap)?;
+                remove_existing(dir, &cname, root, parents, name).map_err(wrap)?;
                 let mut file = fsys::create_file_at(dir.as_fd(), &cname, 0o600).map_err(wrap)?;
                 stats.size += io::copy(&mut entry, &mut file).map_err(wrap)?;
             }
@@ -106,7 +121,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
                     .map(|t| t.into_owned())
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| Error::unsafe_entry(&shown, "symlink without a target"))?;
-                remove_existing(&dir, &cname, root, parents, name).map_err(wrap)?;
+                remove_existing(dir, &cname, root, parents, name).map_err(wrap)?;
                 // The target is stored verbatim: it is never followed while unpacking, and
                 // inside the container it resolves against the container's own root.
                 let target = fsys::c_name(&target).map_err(wrap)?;
@@ -141,7 +156,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
                 if tcomps == comps {
                     continue;
                 }
-                remove_existing(&dir, &cname, root, parents, name).map_err(wrap)?;
+                remove_existing(dir, &cname, root, parents, name).map_err(wrap)?;
                 fsys::link_at(tdir.as_fd(), &tcname, dir.as_fd(), &cname).map_err(wrap)?;
                 // A hard link shares its target's inode and metadata: nothing more to set.
                 continue;
@@ -154,7 +169,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
                 };
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                remove_existing(&dir, &cname, root, parents, name).map_err(wrap)?;
+                remove_existing(dir, &cname, root, parents, name).map_err(wrap)?;
                 fsys::mknod_at(
                     dir.as_fd(),
                     &cname,
@@ -168,7 +183,7 @@ pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
                 continue;
             }
         }
-        apply_meta(&dir, &cname, kind, &meta).map_err(wrap)?;
+        apply_meta(dir, &cname, kind, &meta).map_err(wrap)?;
         if kind == EntryType::Directory {
             dir_times.push((comps.clone(), meta.mtime));
         }

@@ -360,3 +360,27 @@ fn opaque_xattr(path: &Path) -> Option<Vec<u8>> {
         unsafe { libc::lgetxattr(p.as_ptr(), key.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     (n >= 0).then(|| buf[..n as usize].to_vec())
 }
+
+#[test]
+fn huge_file_counts_unpack_with_bounded_memory() {
+    // 60 000 entries in one directory and deep nesting: the unpacker holds only per-entry
+    // state (no per-entry bookkeeping that grows with the archive), and stays contained.
+    let s = sandbox();
+    let names: Vec<Vec<u8>> = (0..60_000)
+        .map(|i| format!("many/f{i}").into_bytes())
+        .collect();
+    let mut entries = vec![dir(b"many")];
+    entries.extend(names.iter().map(|n| file(n, b"")));
+    let deep: Vec<u8> = "d/".repeat(40).into_bytes();
+    let mut deep_file = deep.clone();
+    deep_file.extend_from_slice(b"leaf");
+    entries.push(file(&deep_file, b"leaf"));
+    let stats = s.unpack(&entries).unwrap();
+    assert_eq!(stats.size, 4);
+    assert_eq!(fs::read_dir(s.root.join("many")).unwrap().count(), 60_000);
+    assert_eq!(
+        fs::read(s.root.join(String::from_utf8(deep_file).unwrap())).unwrap(),
+        b"leaf"
+    );
+    s.assert_outside_untouched();
+}

@@ -1,7 +1,10 @@
 //! Image commands over the local store.
 
 use super::Ctx;
-use crate::cli::{ImagesArgs, InspectArgs, LoadArgs, LoginArgs, PullArgs, RmiArgs};
+use crate::cli::{
+    HistoryArgs, ImagePruneArgs, ImagesArgs, InspectArgs, LoadArgs, LoginArgs, PullArgs, PushArgs,
+    RmiArgs, SaveArgs,
+};
 use crate::errors::{CliError, CliResult};
 use crate::format;
 use registry::ImageUser;
@@ -33,6 +36,14 @@ pub fn load(ctx: &Ctx, a: LoadArgs) -> CliResult<i32> {
 pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult<i32> {
     let store = ctx.images()?;
     let reference = registry::Reference::parse(&a.image)?;
+    let opts = registry::PullOptions {
+        platform: a
+            .platform
+            .as_deref()
+            .map(registry::Platform::parse)
+            .transpose()?,
+        settings: ctx.registry_settings()?,
+    };
     if !a.image.contains(':') && !a.image.contains('@') && !a.quiet {
         println!("Using default tag: latest");
     }
@@ -44,37 +55,184 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult<i32> {
         );
     }
     let rt = runtime()?;
-    let quiet = a.quiet;
-    let mut manifest = String::new();
-    let mut fetched = 0usize;
-    let mut on_event = |ev: registry::PullEvent| match ev {
-        registry::PullEvent::Resolved { manifest: m } => manifest = m,
-        registry::PullEvent::LayerExists { digest } if !quiet => {
-            println!("{}: Already exists", short(&digest))
-        }
-        registry::PullEvent::LayerDownloaded { digest, .. } => {
-            fetched += 1;
-            if !quiet {
-                println!("{}: Pull complete", short(&digest));
-            }
-        }
-        _ => {}
-    };
-    let loaded = rt.block_on(store.pull(&reference.to_string(), &[], &mut on_event))?;
-    if !quiet {
-        println!("Digest: {manifest}");
-        let tag = loaded
-            .tags
-            .first()
-            .map(|t| t.familiar())
-            .unwrap_or_default();
-        if fetched > 0 {
-            println!("Status: Downloaded newer image for {tag}");
+    let mut progress = crate::progress::PullProgress::new(a.quiet);
+    let mut on_event = |ev: registry::PullEvent| progress.event(ev);
+    let pulled = rt.block_on(store.pull(&reference.to_string(), &opts, &mut on_event))?;
+    if !a.quiet {
+        println!("Digest: {}", pulled.digest);
+        let name = reference.familiar();
+        if pulled.up_to_date {
+            println!("Status: Image is up to date for {name}");
         } else {
-            println!("Status: Image is up to date for {tag}");
+            println!("Status: Downloaded newer image for {name}");
         }
     }
     println!("{reference}");
+    Ok(0)
+}
+
+pub fn push(ctx: &Ctx, a: PushArgs) -> CliResult<i32> {
+    let store = ctx.images()?;
+    let reference = registry::Reference::parse(&a.image)?;
+    let settings = ctx.registry_settings()?;
+    if !a.quiet {
+        println!("The push refers to repository [{}]", reference.name());
+    }
+    let quiet = a.quiet;
+    let mut on_event = |ev: registry::PushEvent| {
+        if quiet {
+            return;
+        }
+        match ev {
+            registry::PushEvent::Preparing { digest } => {
+                println!("{}: Preparing", short(&digest))
+            }
+            registry::PushEvent::LayerExists { digest } => {
+                println!("{}: Layer already exists", short(&digest))
+            }
+            registry::PushEvent::Mounted { digest, from } => {
+                println!("{}: Mounted from {from}", short(&digest))
+            }
+            registry::PushEvent::Pushed { digest, .. } => println!("{}: Pushed", short(&digest)),
+        }
+    };
+    let pushed =
+        runtime()?.block_on(store.push(&reference.to_string(), &settings, &mut on_event))?;
+    if quiet {
+        println!("{reference}");
+    } else {
+        println!(
+            "{}: digest: {} size: {}",
+            pushed.tag, pushed.digest, pushed.size
+        );
+    }
+    Ok(0)
+}
+
+pub fn save(ctx: &Ctx, a: SaveArgs) -> CliResult<i32> {
+    use std::io::IsTerminal;
+    let store = ctx.images()?;
+    match &a.output {
+        Some(path) => {
+            // Written next to the target and renamed, so a failed save never leaves a
+            // truncated archive under the requested name.
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let tmp = tempfile_in(dir)?;
+            let res = std::fs::File::create(&tmp)
+                .map_err(|e| CliError::Other(anyhow::anyhow!("create {}: {e}", tmp.display())))
+                .and_then(|f| Ok(store.save(&a.images, std::io::BufWriter::new(f))?));
+            if let Err(e) = res {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            std::fs::rename(&tmp, path).map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                CliError::Other(anyhow::anyhow!("rename to {}: {e}", path.display()))
+            })?;
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                return Err(CliError::Usage(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
+                ));
+            }
+            store.save(&a.images, std::io::BufWriter::new(std::io::stdout().lock()))?;
+        }
+    }
+    Ok(0)
+}
+
+fn tempfile_in(dir: &std::path::Path) -> CliResult<std::path::PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(dir.join(format!(
+        ".pelagos-save-{}-{nanos:x}.tmp",
+        std::process::id()
+    )))
+}
+
+pub fn history(ctx: &Ctx, a: HistoryArgs) -> CliResult<i32> {
+    let store = ctx.images()?;
+    let rec = store.resolve(&a.image)?;
+    let now = chrono::Utc::now();
+    let rows: Vec<serde_json::Value> = store
+        .history(&rec)?
+        .into_iter()
+        .map(|h| {
+            let id = match &h.id {
+                Some(d) if a.no_trunc => d.to_string(),
+                Some(d) => d.short().to_string(),
+                None => "<missing>".into(),
+            };
+            let created_at = h.created.clone().unwrap_or_default();
+            let since = chrono::DateTime::parse_from_rfc3339(&created_at)
+                .map(|t| {
+                    format!(
+                        "{} ago",
+                        engine::inspect::human_duration(
+                            now.signed_duration_since(t.with_timezone(&chrono::Utc))
+                        )
+                    )
+                })
+                .unwrap_or_else(|_| "N/A".into());
+            let mut by = h.created_by.replace(['\n', '\t'], " ");
+            if !a.no_trunc && by.chars().count() > 45 {
+                by = by.chars().take(44).collect::<String>() + "…";
+            }
+            let size = if a.human {
+                human_size(h.size)
+            } else {
+                h.size.to_string()
+            };
+            json!({"ID": id, "CreatedSince": since, "CreatedAt": created_at,
+                   "CreatedBy": by, "Size": size, "Comment": h.comment})
+        })
+        .collect();
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r["ID"].as_str().unwrap_or(""));
+        }
+        return Ok(0);
+    }
+    format::print_listing(
+        a.format.as_deref(),
+        &[
+            ("IMAGE", "ID"),
+            ("CREATED", "CreatedSince"),
+            ("CREATED BY", "CreatedBy"),
+            ("SIZE", "Size"),
+            ("COMMENT", "Comment"),
+        ],
+        &rows,
+    )?;
+    Ok(0)
+}
+
+pub fn prune(ctx: &Ctx, a: ImagePruneArgs) -> CliResult<i32> {
+    if !a.filters.is_empty() {
+        return Err(CliError::Usage(
+            "image prune --filter is not supported yet".into(),
+        ));
+    }
+    let store = ctx.images()?;
+    let user_of = image_users(ctx)?;
+    let pruned = store.prune(a.all, &user_of)?;
+    if !pruned.removed.is_empty() {
+        println!("Deleted Images:");
+        for r in &pruned.removed {
+            match r {
+                registry::Removed::Untagged(t) => println!("untagged: {}", t.familiar()),
+                registry::Removed::Deleted(d) => println!("deleted: {d}"),
+            }
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(pruned.reclaimed));
     Ok(0)
 }
 
@@ -85,7 +243,7 @@ fn runtime() -> CliResult<tokio::runtime::Runtime> {
         .map_err(|e| CliError::Other(anyhow::anyhow!("runtime: {e}")))
 }
 
-pub fn login(a: LoginArgs) -> CliResult<i32> {
+pub fn login(ctx: &Ctx, a: LoginArgs) -> CliResult<i32> {
     let user = a
         .username
         .clone()
@@ -108,7 +266,7 @@ pub fn login(a: LoginArgs) -> CliResult<i32> {
         &a.server,
         &user,
         &password,
-        &[],
+        &ctx.registry_settings()?,
     ))?;
     registry::auth::store_login(&a.server, &user, &password)?;
     println!("Login Succeeded");
@@ -124,12 +282,12 @@ pub fn logout(server: &str) -> CliResult<i32> {
     Ok(0)
 }
 
-fn short(digest: &str) -> &str {
+pub(crate) fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
     &hex[..hex.len().min(12)]
 }
 
-fn human_size(b: u64) -> String {
+pub(crate) fn human_size(b: u64) -> String {
     // Docker uses decimal units here.
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut v = b as f64;
@@ -201,13 +359,8 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> CliResult<i32> {
         }
         return Ok(0);
     }
-    if let Some(f) = &a.format {
-        for r in &rows {
-            println!("{}", format::render(f, r)?);
-        }
-        return Ok(0);
-    }
-    format::print_rows(
+    format::print_listing(
+        a.format.as_deref(),
         &[
             ("REPOSITORY", "Repository"),
             ("TAG", "Tag"),
@@ -216,7 +369,7 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> CliResult<i32> {
             ("SIZE", "Size"),
         ],
         &rows,
-    );
+    )?;
     Ok(0)
 }
 
@@ -225,11 +378,10 @@ pub fn tag(ctx: &Ctx, source: &str, target: &str) -> CliResult<i32> {
     Ok(0)
 }
 
-pub fn rmi(ctx: &Ctx, a: RmiArgs) -> CliResult<i32> {
-    let store = ctx.images()?;
-    let engine = ctx.engine()?;
-    let containers = engine.containers.list()?;
-    let user_of = |image_id: &str| -> Option<ImageUser> {
+/// Which container (if any) uses an image ID, for rmi's and prune's conflict rules.
+fn image_users(ctx: &Ctx) -> CliResult<impl Fn(&str) -> Option<ImageUser>> {
+    let containers = ctx.engine()?.containers.list()?;
+    Ok(move |image_id: &str| {
         containers
             .iter()
             .find(|c| c.record.image == image_id)
@@ -237,7 +389,12 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> CliResult<i32> {
                 container_id: c.record.id.clone(),
                 running: c.state.is_running(),
             })
-    };
+    })
+}
+
+pub fn rmi(ctx: &Ctx, a: RmiArgs) -> CliResult<i32> {
+    let store = ctx.images()?;
+    let user_of = image_users(ctx)?;
     let mut code = 0;
     for img in &a.images {
         match store.remove_with_users(img, a.force, &user_of) {

@@ -2,35 +2,50 @@
 
 mod container;
 mod exec;
-mod images;
+pub mod images;
 mod logs;
 mod network;
 mod ps;
 mod stats;
+mod system;
 mod volumes;
 
-use crate::cli::{Cli, Command, ContainerCommand, ImageCommand};
+use crate::cli::{Cli, Command, ContainerCommand, ImageCommand, SystemCommand};
 use crate::errors::CliResult;
 use engine::{Engine, Roots};
 
 /// What every command needs: the engine and the image store on the chosen roots.
 pub struct Ctx {
     pub roots: Roots,
+    /// The parsed daemon.json (an empty object when there is none).
+    pub config: serde_json::Value,
 }
 
 impl Ctx {
     pub fn engine(&self) -> CliResult<Engine> {
-        Ok(Engine::open(self.roots.clone())?)
+        Ok(Engine::open(self.roots.clone())?.with_net_settings(self.net_settings()?))
+    }
+    pub fn net_settings(&self) -> CliResult<::network::NetSettings> {
+        Ok(::network::NetSettings::from_json(&self.config)?)
     }
     pub fn images(&self) -> CliResult<registry::ImageStore> {
         Ok(registry::ImageStore::open(&self.roots.data)?)
+    }
+    pub fn registry_settings(&self) -> CliResult<registry::RegistrySettings> {
+        Ok(registry::RegistrySettings::from_json(&self.config)?)
     }
 }
 
 /// Runs the command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> CliResult<i32> {
+    let config = crate::daemon_config::load(&cli.config_file)?;
+    let data_root = cli
+        .data_root
+        .or_else(|| crate::daemon_config::data_root(&config))
+        .unwrap_or_else(|| engine::paths::DEFAULT_DATA_ROOT.into());
     let ctx = Ctx {
-        roots: Roots::new(cli.data_root, cli.run_root),
+        roots: Roots::new(data_root, cli.run_root),
+        config,
     };
     match cli.command {
         Command::Run(a) => container::run(&ctx, a),
@@ -65,7 +80,11 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
             ContainerCommand::Inspect(a) => container::inspect(&ctx, a),
         },
         Command::Pull(a) => images::pull(&ctx, a),
-        Command::Login(a) => images::login(a),
+        Command::Push(a) => images::push(&ctx, a),
+        Command::Save(a) => images::save(&ctx, a),
+        Command::History(a) => images::history(&ctx, a),
+        Command::System(SystemCommand::Df { verbose }) => system::df(&ctx, verbose),
+        Command::Login(a) => images::login(&ctx, a),
         Command::Logout { server } => images::logout(&server),
         Command::Load(a) => images::load(&ctx, a),
         Command::Images(a) => images::images(&ctx, a),
@@ -77,9 +96,24 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
             ImageCommand::Rm(a) => images::rmi(&ctx, a),
             ImageCommand::Load(a) => images::load(&ctx, a),
             ImageCommand::Tag { source, target } => images::tag(&ctx, &source, &target),
+            ImageCommand::Pull(a) => images::pull(&ctx, a),
+            ImageCommand::Push(a) => images::push(&ctx, a),
+            ImageCommand::Save(a) => images::save(&ctx, a),
+            ImageCommand::History(a) => images::history(&ctx, a),
+            ImageCommand::Prune(a) => images::prune(&ctx, a),
         },
         Command::Volume(v) => volumes::volume(&ctx, v),
         Command::Network(n) => network::network(&ctx, n),
         Command::Port { container, port } => network::port(&ctx, &container, port.as_deref()),
+        Command::Daemon(a) => daemon(&ctx, a),
     }
+}
+
+/// `pelagos daemon`: the Docker Engine API on the same state as this CLI.
+fn daemon(ctx: &Ctx, a: crate::cli::DaemonArgs) -> CliResult<i32> {
+    let mut cfg = compat_api::DaemonConfig::load(ctx.roots.clone(), &a.hosts, a.group, &ctx.config)
+        .map_err(|e| crate::errors::CliError::Other(anyhow::anyhow!("{e}")))?;
+    cfg.ready_fd_path = a.ready_file;
+    compat_api::run(cfg).map_err(|e| crate::errors::CliError::Other(anyhow::anyhow!("{e}")))?;
+    Ok(0)
 }

@@ -21,7 +21,11 @@ fn kv(items: &[String]) -> CliResult<BTreeMap<String, String>> {
 }
 
 fn networks(ctx: &Ctx) -> CliResult<network::Networks> {
-    Ok(network::Networks::open(&ctx.roots.data, &ctx.roots.run)?)
+    Ok(network::Networks::open(
+        &ctx.roots.data,
+        &ctx.roots.run,
+        &ctx.net_settings()?,
+    )?)
 }
 
 pub fn network(ctx: &Ctx, cmd: NetworkCommand) -> CliResult<i32> {

@@ -33,23 +33,7 @@ impl Filters {
             self.0
                 .iter()
                 .filter(|(k, _)| k == key)
-                .any(|(_, v)| match key {
-                    "label" => match v.split_once('=') {
-                        Some((lk, lv)) => c.record.config.labels.get(lk).is_some_and(|x| x == lv),
-                        None => c.record.config.labels.contains_key(v.as_str()),
-                    },
-                    "name" => c.record.name.contains(v.as_str()),
-                    "status" => c.state.status.as_str() == v,
-                    "id" => c.record.id.starts_with(v.as_str()),
-                    "exited" => {
-                        c.state.status == engine::state::Status::Exited
-                            && v.parse::<i32>().is_ok_and(|n| n == c.state.exit_code)
-                    }
-                    "ancestor" => {
-                        c.record.config.image == *v || c.record.image.contains(v.as_str())
-                    }
-                    _ => false,
-                })
+                .any(|(_, v)| engine::inspect::filter_matches(c, key, v))
         })
     }
 }

@@ -14,50 +14,10 @@ pub fn top(ctx: &Ctx, what: &str) -> CliResult<i32> {
             engine::Error::Conflict(format!("Container {} is not running", c.record.id)).into(),
         );
     }
-    let cg = ContainerCgroup::from_state(&c.state)?;
-    let mut pids = cg.pids()?;
-    pids.sort_unstable();
-    let mut rows = Vec::new();
-    for pid in pids {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-        let f: Vec<&str> = rest.split(' ').collect();
-        let ppid = f.get(1).copied().unwrap_or("0").to_string();
-        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
-            })
-            .unwrap_or_default();
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|x| *x == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
-        let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        let secs = ticks / 100;
-        rows.push(vec![
-            uid,
-            pid.to_string(),
-            ppid,
-            format!(
-                "{:02}:{:02}:{:02}",
-                secs / 3600,
-                (secs / 60) % 60,
-                secs % 60
-            ),
-            cmdline,
-        ]);
-    }
+    let rows: Vec<Vec<String>> = engine::top::processes(&c)?
+        .into_iter()
+        .map(|p| vec![p.user, p.pid.to_string(), p.ppid.to_string(), p.time, p.cmd])
+        .collect();
     format::print_table(&["UID", "PID", "PPID", "TIME", "CMD"], &rows);
     Ok(0)
 }

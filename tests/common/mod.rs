@@ -112,6 +112,11 @@ impl Out {
     }
 }
 
+/// Settings every test daemon.json carries: leave the host's global net.ipv4.ip_forward
+/// alone (the tests' bridges forward through their own per-interface flag, and containers in
+/// tests never reach outside).
+pub const TEST_DAEMON_JSON: &str = r#"{"ip-forward": false}"#;
+
 impl Pelagos {
     /// A harness with busybox loaded, or None when the tests must be skipped.
     pub fn new() -> Option<Pelagos> {
@@ -139,8 +144,7 @@ impl Pelagos {
         // from the root). Leave the host's global net.ipv4.ip_forward alone: our bridges
         // forward through their own per-interface flag, which is all the tests need.
         std::fs::create_dir_all(&p.data).expect("create data root");
-        std::fs::write(p.data.join("daemon.json"), r#"{"ip-forward": false}"#)
-            .expect("write daemon.json");
+        std::fs::write(p.config_file(), TEST_DAEMON_JSON).expect("write daemon.json");
         for a in archives {
             let path = p.fixtures.join(a);
             assert!(
@@ -153,12 +157,18 @@ impl Pelagos {
         Some(p)
     }
 
+    /// This harness's daemon.json (every command gets it through PELAGOS_CONFIG).
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("daemon.json")
+    }
+
     /// The CLI with this harness's roots.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.args(args)
             .env("PELAGOS_DATA_ROOT", &self.data)
             .env("PELAGOS_RUN_ROOT", &self.run_root)
+            .env("PELAGOS_CONFIG", self.config_file())
             .env(RUN_TOKEN_VAR, run_token())
             .env_remove("PELAGOS_LOG")
             .env("RUST_BACKTRACE", "1");
@@ -172,23 +182,7 @@ impl Pelagos {
 
     /// Runs the CLI, feeding `input` on stdin when given. Panics after CMD_TIMEOUT.
     pub fn run_input(&self, args: &[&str], input: Option<&[u8]>) -> Output {
-        let mut c = self.cmd(args);
-        c.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn pelagos");
-        if let Some(data) = input {
-            let mut stdin = child.stdin.take().unwrap();
-            let data = data.to_vec();
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&data);
-            });
-        }
-        wait_output(child, CMD_TIMEOUT, args)
+        run_command(self.cmd(args), input, CMD_TIMEOUT, args)
     }
 
     pub fn out(&self, args: &[&str]) -> Out {
@@ -385,6 +379,31 @@ impl Drop for Pelagos {
 }
 
 /// Waits for `child` (stdout/stderr piped) with a deadline; kills it and panics on timeout.
+/// Runs `c` to completion with `input` on stdin (else /dev/null); panics after `timeout`.
+pub fn run_command(
+    mut c: Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+    what: &[&str],
+) -> Output {
+    c.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn command");
+    if let Some(data) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&data);
+        });
+    }
+    wait_output(child, timeout, what)
+}
+
 pub fn wait_output(mut child: Child, timeout: Duration, what: &[&str]) -> Output {
     let pid = child.id() as i32;
     let mut so = child.stdout.take();

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod exec;
+pub mod exec_helper;
 pub mod init;
 pub mod monitor;
 pub mod mounts;

@@ -24,6 +24,8 @@ pub struct ArchiveImage {
     pub tags: Vec<Reference>,
     /// The OCI manifest, when the archive had one.
     pub manifest: Option<(Digest, Vec<u8>)>,
+    /// The layer blobs kept in the store, parallel to `diff_ids`; filled by the importer.
+    pub layer_blobs: Vec<crate::store::LayerBlob>,
 }
 
 /// Where a layer's blob sits in the archive.
@@ -90,5 +92,6 @@ fn checked_image(
         layers,
         tags,
         manifest,
+        layer_blobs: Vec::new(),
     })
 }

@@ -20,6 +20,56 @@ pub fn random_suffix() -> String {
     hex::encode(buf)
 }
 
+/// A temp-file name `<prefix>p<pid>-<random>`: the pid lets a later process tell a dead
+/// writer's leftovers (a killed pull or load) from a live one's work in progress.
+pub fn temp_name(prefix: &str) -> String {
+    format!("{prefix}p{}-{}", std::process::id(), random_suffix())
+}
+
+/// True when `name` is a [`temp_name`] with `prefix` whose process no longer exists.
+pub fn temp_owner_is_dead(name: &str, prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('p')) else {
+        return false;
+    };
+    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+        return false;
+    };
+    pid > 0
+        && matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
+}
+
+/// Removes the `prefix` temp entries in `dir` left by processes that died, and any older
+/// than `max_age` (a pid may have been reused).
+pub fn clean_temps(dir: &Path, prefix: &str, max_age: std::time::Duration) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > max_age);
+        if old || temp_owner_is_dead(&name, prefix) {
+            let path = entry.path();
+            if path.is_dir() {
+                let _ = fs::remove_dir_all(&path);
+            } else {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+}
+
 /// Writes `bytes` so readers see the old or the new file, never a torn one: a temp file in
 /// the same directory, fsync, then rename over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

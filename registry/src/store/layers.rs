@@ -7,7 +7,8 @@
 //! the second rename fails because the target exists, and the loser deletes its copy.
 
 use super::fsutil::{
-    create_dir_all, random_suffix, read_json, remove_tree_atomically, write_json_atomic,
+    create_dir_all, read_json, remove_tree_atomically, temp_name, temp_owner_is_dead,
+    write_json_atomic,
 };
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
@@ -44,6 +45,10 @@ impl LayerStore {
         LayerStore { dir }
     }
 
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
         self.dir.join(diff_id.hex())
     }
@@ -61,18 +66,14 @@ impl LayerStore {
         Ok(meta.size)
     }
 
-    /// Unpacks the layer blob `raw` (plain or gzip tar) unless the layer is already
+    /// Unpacks the layer blob `raw` (plain, gzip or zstd tar) unless the layer is already
     /// present, verifying its diff-id. Returns whether this call created the layer.
     /// `label` names the layer in errors (its path in the archive).
     pub fn import(&self, diff_id: &Digest, raw: impl Read, label: &str) -> Result<bool> {
         if self.exists(diff_id) {
             return Ok(false);
         }
-        let tmp = self.dir.join(format!(
-            "{TMP_PREFIX}{}-{}",
-            diff_id.short(),
-            random_suffix()
-        ));
+        let tmp = self.dir.join(temp_name(TMP_PREFIX));
         let result = self.unpack_into(&tmp, diff_id, raw, label);
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
@@ -109,9 +110,7 @@ impl LayerStore {
         let decompressed: Box<dyn Read> = if head.starts_with(GZIP_MAGIC) {
             Box::new(MultiGzDecoder::new(buffered))
         } else if head.starts_with(ZSTD_MAGIC) {
-            return Err(Error::archive(format!(
-                "layer {label} is zstd-compressed, which is not supported yet"
-            )));
+            Box::new(ZstdFrames::new(buffered))
         } else {
             Box::new(buffered)
         };
@@ -150,9 +149,9 @@ impl LayerStore {
         remove_tree_atomically(&self.layer_dir(diff_id))
     }
 
-    /// Deletes temp and half-deleted directories left by crashed processes. Only old ones:
-    /// a fresh `.tmp-*` may be another process's import in progress, and a fresh `.del-*`
-    /// another process's `rmi` still deleting.
+    /// Deletes temp and half-deleted directories left by crashed processes: a `.tmp-*`
+    /// whose process is gone, and any old ones (a fresh `.tmp-*` of a live process is an
+    /// import in progress, and a fresh `.del-*` another process's `rmi` still deleting).
     pub fn clean_stale(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
@@ -173,9 +172,52 @@ impl LayerStore {
                 .ok()
                 .and_then(|t| SystemTime::now().duration_since(t).ok())
                 .is_some_and(|age| age > limit);
-            if stale {
+            // A killed pull or load leaves its unpack dir; its pid says it is not coming back.
+            if stale || temp_owner_is_dead(&name, TMP_PREFIX) {
                 let _ = fs::remove_dir_all(entry.path());
             }
+        }
+    }
+}
+
+/// Decodes a zstd stream of one or more frames (ruzstd's decoder stops after one frame;
+/// `zstd` and `skopeo` may write several, and skippable frames for zstd:chunked).
+struct ZstdFrames<R: BufRead> {
+    decoder: Option<ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>>,
+    source: Option<R>,
+}
+
+impl<R: BufRead> ZstdFrames<R> {
+    fn new(source: R) -> Self {
+        ZstdFrames {
+            decoder: None,
+            source: Some(source),
+        }
+    }
+}
+
+impl<R: BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(d) = &mut self.decoder {
+                let n = d.read(buf)?;
+                if n > 0 || buf.is_empty() {
+                    return Ok(n);
+                }
+                // This frame is done; the next one (if any) starts right after it.
+                if let Some(d) = self.decoder.take() {
+                    self.source = Some(d.into_inner());
+                }
+            }
+            let Some(mut src) = self.source.take() else {
+                return Ok(0);
+            };
+            if src.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            let d = ruzstd::decoding::StreamingDecoder::new(src)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            self.decoder = Some(d);
         }
     }
 }

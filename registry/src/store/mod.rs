@@ -9,20 +9,29 @@
 //!   repositories.json       tag index: name -> reference -> image ID
 //!   lock                    flock serialising metadata updates across processes
 //!   tmp/                    spooled archives during load
+//!   locks/<hex>.lock        per-blob flock: concurrent pulls fetch a layer once
 //! ```
 
 mod blobs;
 mod fsutil;
+mod housekeeping;
 mod inspect;
 mod layers;
 mod load;
+mod manifest;
 mod pull;
+mod push;
 mod records;
+mod remote;
 mod remove;
+mod save;
 mod tags;
 
+pub use housekeeping::{HistoryEntry, ImageUsage, Pruned};
 pub use load::LoadedImage;
-pub use pull::{PullEvent, check_login};
+pub use pull::{PullEvent, PullOptions, Pulled, check_login};
+pub use push::{PushEvent, Pushed};
+pub use records::LayerBlob;
 pub use remove::{ImageUser, Removed};
 
 use crate::config::ImageConfig;
@@ -66,6 +75,9 @@ impl ImageRecord {
     }
 }
 
+/// Spooled archives of loads in progress, under `tmp/`.
+const SPOOL_PREFIX: &str = "load-";
+
 pub struct ImageStore {
     root: PathBuf,
     blobs: BlobStore,
@@ -77,7 +89,7 @@ impl ImageStore {
     /// Opens (creating if needed) the store under `<data_root>/image`.
     pub fn open(data_root: &Path) -> Result<Self> {
         let root = data_root.join("image");
-        for sub in ["blobs/sha256", "layers", "imagedb", "tmp"] {
+        for sub in ["blobs/sha256", "layers", "imagedb", "tmp", "locks"] {
             create_dir_all(&root.join(sub))?;
         }
         let store = ImageStore {
@@ -87,6 +99,12 @@ impl ImageStore {
             root,
         };
         store.layers.clean_stale();
+        store.blobs.clean_stale();
+        fsutil::clean_temps(
+            &store.root.join("tmp"),
+            SPOOL_PREFIX,
+            std::time::Duration::from_secs(24 * 3600),
+        );
         Ok(store)
     }
 

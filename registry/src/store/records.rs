@@ -22,6 +22,19 @@ pub struct StoredImage {
     /// When this store first recorded the image (RFC 3339).
     #[serde(default)]
     pub loaded_at: Option<String>,
+    /// The layer blobs exactly as they arrived (compressed or not), parallel to `layers`.
+    /// Push and save send these bytes, so digests stay what the registry or archive said.
+    /// Empty for images recorded before blobs were kept.
+    #[serde(default)]
+    pub layer_blobs: Vec<LayerBlob>,
+}
+
+/// One layer blob kept in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerBlob {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
 }
 
 pub struct ImageDb {

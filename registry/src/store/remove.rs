@@ -208,16 +208,15 @@ impl ImageStore {
         let Some(stored) = stored else {
             return Ok(());
         };
-        self.blobs.remove(id)?;
         let still_used = self.referenced_layers()?;
-        if let Some(m) = &stored.manifest_digest
-            && !self
-                .images
-                .all()?
-                .iter()
-                .any(|i| i.manifest_digest.as_ref() == Some(m))
-        {
-            self.blobs.remove(m)?;
+        let blobs_used = self.referenced_blobs()?;
+        let mine = std::iter::once(id.clone())
+            .chain(stored.manifest_digest.clone())
+            .chain(stored.layer_blobs.iter().map(|b| b.digest.clone()));
+        for blob in mine {
+            if !blobs_used.contains(&blob) {
+                self.blobs.remove(&blob)?;
+            }
         }
         let mut seen = BTreeSet::new();
         for layer in stored.layers.iter().rev() {

@@ -1,0 +1,247 @@
+//! `HEAD|GET|PUT /containers/{id}/archive?path=`: `docker cp`. Paths resolve inside the
+//! container like `/` (symlinks cannot climb out); uploads are unpacked by the registry
+//! crate's confined layer unpacker, so a hostile tar cannot write outside the container.
+//! A running container is reached through /proc/PID/root (its own mounts included); a
+//! stopped one through its writable layer over the image layers, so PUT works before
+//! start.
+
+use super::containers::lookup;
+use crate::blocking::blocking;
+use crate::error::{ApiError, ApiResult};
+use crate::params::Params;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, Response, StatusCode};
+use axum::response::IntoResponse;
+use base64::Engine as _;
+use engine::runtime::mounts::secure_join;
+use engine::store::Container;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use tokio::io::AsyncWriteExt;
+
+/// The filesystem roots a path is looked up in, topmost first.
+fn roots(d: &AppState, c: &Container) -> Vec<PathBuf> {
+    if c.state.is_running() && c.state.pid > 0 {
+        return vec![PathBuf::from(format!("/proc/{}/root", c.state.pid))];
+    }
+    let mut v = vec![d.engine.paths(&c.record.id).upper()];
+    v.extend(c.record.layers.iter().rev().map(PathBuf::from));
+    v
+}
+
+fn not_found(c: &Container, path: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Could not find the file {path} in container {}",
+        c.record.name
+    ))
+}
+
+fn locate(d: &AppState, c: &Container, path: &str) -> ApiResult<PathBuf> {
+    for root in roots(d, c) {
+        let p = secure_join(&root, std::path::Path::new(path))?;
+        if std::fs::symlink_metadata(&p).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(not_found(c, path))
+}
+
+/// Go's os.FileMode bits, which the CLI decodes.
+fn go_mode(md: &std::fs::Metadata) -> u32 {
+    let ft = md.file_type();
+    let mut m = md.permissions().mode() & 0o777;
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        m |= 1 << 31;
+    }
+    if ft.is_symlink() {
+        m |= 1 << 27;
+    }
+    if ft.is_fifo() {
+        m |= 1 << 25;
+    }
+    if ft.is_socket() {
+        m |= 1 << 24;
+    }
+    if ft.is_block_device() {
+        m |= 1 << 26;
+    }
+    if ft.is_char_device() {
+        m |= (1 << 26) | (1 << 21);
+    }
+    let raw = md.mode();
+    if raw & 0o4000 != 0 {
+        m |= 1 << 23;
+    }
+    if raw & 0o2000 != 0 {
+        m |= 1 << 22;
+    }
+    if raw & 0o1000 != 0 {
+        m |= 1 << 20;
+    }
+    m
+}
+
+fn stat_header(host: &std::path::Path, path: &str) -> ApiResult<HeaderValue> {
+    let md =
+        std::fs::symlink_metadata(host).map_err(|e| ApiError::not_found(format!("{path}: {e}")))?;
+    let link = if md.file_type().is_symlink() {
+        std::fs::read_link(host)
+            .map(|l| l.display().to_string())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let name = std::path::Path::new(path)
+        .file_name()
+        .map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
+    let mtime = chrono::DateTime::from_timestamp(md.mtime(), md.mtime_nsec() as u32)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let v = serde_json::json!({
+        "name": name, "size": md.len(), "mode": go_mode(&md), "mtime": mtime, "linkTarget": link,
+    });
+    let b64 = base64::engine::general_purpose::STANDARD.encode(v.to_string());
+    HeaderValue::from_str(&b64).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+fn path_param(q: &Params) -> ApiResult<String> {
+    q.get("path")
+        .cloned()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::bad_request("path is required"))
+}
+
+pub async fn stat(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Response<Body>> {
+    let path = path_param(&q)?;
+    let c = lookup(&d, &id).await?;
+    let d2 = d.clone();
+    let p2 = path.clone();
+    let h = blocking(move || -> Result<HeaderValue, ApiError> {
+        let host = locate(&d2, &c, &p2)?;
+        stat_header(&host, &p2)
+    })
+    .await?;
+    let mut r = StatusCode::OK.into_response();
+    r.headers_mut().insert("X-Docker-Container-Path-Stat", h);
+    Ok(r)
+}
+
+pub async fn get(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Response<Body>> {
+    let path = path_param(&q)?;
+    let c = lookup(&d, &id).await?;
+    let d2 = d.clone();
+    let p2 = path.clone();
+    let (host, h) = blocking(move || -> Result<_, ApiError> {
+        let host = locate(&d2, &c, &p2)?;
+        let h = stat_header(&host, &p2)?;
+        Ok((host, h))
+    })
+    .await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let name = std::path::Path::new(&path)
+        .file_name()
+        .map_or_else(|| ".".into(), |n| n.to_os_string());
+    tokio::task::spawn_blocking(move || {
+        let w = std::io::BufWriter::with_capacity(64 * 1024, crate::stream::ChannelWriter(tx));
+        let mut b = tar::Builder::new(w);
+        b.follow_symlinks(false);
+        let md = std::fs::symlink_metadata(&host);
+        let r = match md {
+            Ok(m) if m.is_dir() => b.append_dir_all(&name, &host),
+            Ok(_) => b.append_path_with_name(&host, &name),
+            Err(e) => Err(e),
+        };
+        if r.is_ok() {
+            let _ = b.finish();
+        }
+    });
+    let mut r = crate::stream::streamed(rx, HeaderValue::from_static("application/x-tar"));
+    r.headers_mut().insert("X-Docker-Container-Path-Stat", h);
+    Ok(r)
+}
+
+pub async fn put(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+    req: Request,
+) -> ApiResult<Response<Body>> {
+    let path = path_param(&q)?;
+    let c = lookup(&d, &id).await?;
+    // The destination must exist (in any layer) and be a directory.
+    let d2 = d.clone();
+    let (c, dest) = {
+        let p2 = path.clone();
+        blocking(move || -> Result<_, ApiError> {
+            let found = locate(&d2, &c, &p2)?;
+            let md = std::fs::metadata(&found).map_err(|_| not_found(&c, &p2))?;
+            if !md.is_dir() {
+                return Err(ApiError::bad_request(format!(
+                    "extraction point is not a directory: {p2}"
+                )));
+            }
+            // Writes go to the container's own top: its root when running, else the
+            // writable layer.
+            let top = roots(&d2, &c).remove(0);
+            let dest = secure_join(&top, std::path::Path::new(&p2))?;
+            std::fs::create_dir_all(&dest)
+                .map_err(|e| ApiError::internal(format!("{}: {e}", dest.display())))?;
+            Ok((c, dest))
+        })
+        .await?
+    };
+    let spool_dir = d.roots.run.join("tmp");
+    let _ = tokio::fs::create_dir_all(&spool_dir).await;
+    let tmp = spool_dir.join(format!("cp-{}.tar", engine::ids::new_id()));
+    let result = async {
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+        let mut body = req.into_body().into_data_stream();
+        use futures_core::Stream;
+        loop {
+            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await;
+            match next {
+                None => break,
+                Some(Ok(chunk)) => f
+                    .write_all(&chunk)
+                    .await
+                    .map_err(|e| ApiError::internal(format!("spool: {e}")))?,
+                Some(Err(e)) => return Err(ApiError::bad_request(format!("reading body: {e}"))),
+            }
+        }
+        f.flush()
+            .await
+            .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+        let t = tmp.clone();
+        blocking(move || -> Result<(), ApiError> {
+            let file = std::fs::File::open(&t).map_err(|e| ApiError::internal(e.to_string()))?;
+            registry::unpack::unpack_layer(std::io::BufReader::new(file), &dest)?;
+            Ok(())
+        })
+        .await
+    }
+    .await;
+    let _ = tokio::fs::remove_file(&tmp).await;
+    result?;
+    d.events.container(
+        "extract-to-dir",
+        &c.record.id,
+        &c.record.config.image,
+        &c.record.name,
+        &c.record.config.labels,
+        &[],
+    );
+    Ok(StatusCode::OK.into_response())
+}

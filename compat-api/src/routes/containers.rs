@@ -1,0 +1,611 @@
+//! Container endpoints: create, list, inspect, lifecycle, wait, rename, resize, prune.
+//! Streams (attach, logs), archives, top/stats and exec live in their own modules.
+
+use crate::blocking::blocking;
+use crate::error::{ApiError, ApiResult};
+use crate::params::{JsonBody, Params, filters, flag, int};
+use crate::state::AppState;
+use crate::supervise::{self, PendingAttach};
+use crate::translate::{CreateBody, create_options};
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Response, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, head, post};
+use engine::ErrorKind;
+use engine::runtime::AttachStreams;
+use engine::store::Container;
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/containers/create", post(create))
+        .route("/containers/json", get(list))
+        .route("/containers/prune", post(prune))
+        .route("/containers/{id}/json", get(inspect))
+        .route("/containers/{id}/start", post(start))
+        .route("/containers/{id}/stop", post(stop))
+        .route("/containers/{id}/restart", post(restart))
+        .route("/containers/{id}/kill", post(kill))
+        .route("/containers/{id}/pause", post(pause))
+        .route("/containers/{id}/unpause", post(unpause))
+        .route("/containers/{id}/wait", post(wait))
+        .route("/containers/{id}/rename", post(rename))
+        .route("/containers/{id}/resize", post(resize))
+        .route("/containers/{id}", delete(remove))
+        .route("/containers/{id}/attach", post(super::attach::attach))
+        .route("/containers/{id}/logs", get(super::logs::logs))
+        .route("/containers/{id}/top", get(super::stats::top))
+        .route("/containers/{id}/stats", get(super::stats::stats))
+        .route("/containers/{id}/exec", post(super::exec::create))
+        .route(
+            "/containers/{id}/archive",
+            head(super::archive::stat)
+                .get(super::archive::get)
+                .put(super::archive::put),
+        )
+}
+
+fn no_content() -> Response<Body> {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Docker's 404 wording for containers is `No such container: <what the client said>`.
+pub async fn lookup(d: &AppState, what: &str) -> ApiResult<Container> {
+    let d = d.clone();
+    let what = what.to_string();
+    blocking(move || d.engine.containers.lookup(&what)).await
+}
+
+fn publish(d: &AppState, action: &str, c: &Container, extra: &[(&str, String)]) {
+    d.events.container(
+        action,
+        &c.record.id,
+        &c.record.config.image,
+        &c.record.name,
+        &c.record.config.labels,
+        extra,
+    );
+}
+
+async fn create(
+    State(d): State<AppState>,
+    q: Params,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> ApiResult<Response<Body>> {
+    let name = q.get("name").cloned().or_else(|| body.name.clone());
+    if let Some(n) = &name
+        && !n.is_empty()
+    {
+        engine::ids::validate_name(n)?;
+    }
+    let image_ref = body
+        .config
+        .image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request("config cannot be empty in order to create a container")
+        })?;
+    if body
+        .networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.as_ref())
+        .is_some_and(|e| e.len() > 1)
+    {
+        // Networks other than none/host need the network crate.
+    }
+    let d2 = d.clone();
+    let rec = blocking(move || -> Result<_, ApiError> {
+        let image = engine::ImageInfo::from_store(&d2.images, &image_ref).map_err(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                ApiError::not_found(format!("No such image: {image_ref}"))
+            } else {
+                e.into()
+            }
+        })?;
+        let opts = create_options(name, &body, image)?;
+        Ok(d2.engine.create(opts)?)
+    })
+    .await?;
+    d.events.container(
+        "create",
+        &rec.id,
+        &rec.config.image,
+        &rec.name,
+        &rec.config.labels,
+        &[],
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"Id": rec.id, "Warnings": []})),
+    )
+        .into_response())
+}
+
+/// The `containers/json` entry for one container.
+pub fn summary(c: &Container) -> Value {
+    let r = &c.record;
+    let argv = engine::spec::command_line(r);
+    let created = chrono::DateTime::parse_from_rfc3339(&r.created).map_or(0, |t| t.timestamp());
+    let mounts: Vec<Value> = r
+        .mounts
+        .iter()
+        .map(|m| {
+            json!({"Type": m.kind, "Name": m.name, "Source": m.source, "Destination": m.destination,
+                   "Driver": m.driver, "Mode": m.mode, "RW": m.rw, "Propagation": m.propagation})
+        })
+        .collect();
+    let net = if r.host_config.network_mode.is_empty() {
+        "none".to_string()
+    } else {
+        r.host_config.network_mode.clone()
+    };
+    json!({
+        "Id": r.id,
+        "Names": [format!("/{}", r.name)],
+        "Image": r.config.image,
+        "ImageID": r.image,
+        "Command": argv.join(" "),
+        "Created": created,
+        "Ports": [],
+        "Labels": r.config.labels,
+        "State": c.state.status.as_str(),
+        "Status": engine::inspect::status_text(c, chrono::Utc::now()),
+        "HostConfig": {"NetworkMode": net},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": mounts,
+    })
+}
+
+async fn list(State(d): State<AppState>, q: Params) -> ApiResult<Json<Vec<Value>>> {
+    let all = flag(&q, "all");
+    let limit = int(&q, "limit")?.filter(|l| *l > 0);
+    let size = flag(&q, "size");
+    let f = filters(&q)?;
+    for k in f.keys() {
+        if !matches!(
+            k.as_str(),
+            "label"
+                | "name"
+                | "status"
+                | "id"
+                | "exited"
+                | "ancestor"
+                | "network"
+                | "health"
+                | "volume"
+                | "before"
+                | "since"
+                | "is-task"
+                | "publish"
+                | "expose"
+        ) {
+            return Err(ApiError::bad_request(format!("invalid filter '{k}'")));
+        }
+    }
+    let d2 = d.clone();
+    let mut list = blocking(move || d2.engine.containers.list()).await?;
+    // Newest first, like Docker.
+    list.sort_by(|a, b| b.record.created.cmp(&a.record.created));
+    let explicit_status = f.contains_key("status") || f.contains_key("exited");
+    let out: Vec<Value> = list
+        .iter()
+        .filter(|c| all || explicit_status || c.state.is_running())
+        .filter(|c| {
+            f.iter().all(|(k, vals)| {
+                vals.is_empty()
+                    || vals
+                        .iter()
+                        .any(|v| engine::inspect::filter_matches(c, k, v) || k == "is-task")
+            })
+        })
+        .take(limit.map_or(usize::MAX, |l| l as usize))
+        .map(|c| {
+            let mut s = summary(c);
+            if size {
+                s["SizeRw"] = json!(super::system::dir_size(
+                    &d.engine.paths(&c.record.id).upper()
+                ));
+            }
+            s
+        })
+        .collect();
+    Ok(Json(out))
+}
+
+async fn inspect(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let c = lookup(&d, &id).await?;
+    let mut v = engine::inspect::container_json(&c, &d.engine.paths(&c.record.id));
+    v["ExecIDs"] = super::exec::ids_for(&d, &c.record.id);
+    Ok(Json(v))
+}
+
+/// Starts `id`, making this daemon the monitor's first client (with a pending `docker
+/// run` attach, if any).
+pub async fn start_container(d: &AppState, id: &str) -> ApiResult<()> {
+    let pending = d.pending_attach.lock().ok().and_then(|mut m| m.remove(id));
+    let streams = pending.as_ref().map(|p| p.streams).unwrap_or_default();
+    let record_before = d.engine.containers.load(id).ok().map(|c| c.record);
+    let (ours, theirs) = engine::runtime::sync::channel()?;
+    let d2 = d.clone();
+    let target = id.to_string();
+    let result =
+        tokio::task::spawn_blocking(move || d2.engine.start(&target, Some((theirs, streams))))
+            .await?;
+    match result {
+        Ok(_pid) => {
+            supervise::supervise_started(d, id, ours, pending, record_before.clone())
+                .map_err(|e| ApiError::internal(format!("watch container: {e}")))?;
+            Ok(())
+        }
+        Err(err) => {
+            let code = match &err {
+                engine::Error::StartFailed { exit_code, .. } => *exit_code,
+                _ => 128,
+            };
+            let e = ApiError::from(err);
+            // A start that failed is an exit for waiters (`docker run` waits for the
+            // removal of an auto-remove container even after its start failed).
+            if let Some(r) = &record_before {
+                // An auto-remove container goes away with its failed start (its monitor
+                // may be removing it too; either way it is gone when we answer).
+                let gone = if r.host_config.auto_remove {
+                    let d2 = d.clone();
+                    let target = id.to_string();
+                    let _ =
+                        tokio::task::spawn_blocking(move || d2.engine.remove(&target, true, true))
+                            .await;
+                    true
+                } else {
+                    d.engine.containers.load(id).is_err()
+                };
+                publish_failed_start(d, r, id, code, !gone);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn publish_failed_start(
+    d: &AppState,
+    r: &engine::model::ContainerRecord,
+    id: &str,
+    code: i32,
+    still_there: bool,
+) {
+    d.events.container(
+        "die",
+        id,
+        &r.config.image,
+        &r.name,
+        &r.config.labels,
+        &[("exitCode", code.to_string())],
+    );
+    if !still_there {
+        d.events.container(
+            "destroy",
+            id,
+            &r.config.image,
+            &r.name,
+            &r.config.labels,
+            &[],
+        );
+    }
+}
+
+async fn start(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Response<Body>> {
+    let c = lookup(&d, &id).await?;
+    if c.state.is_running() {
+        return Err(ApiError::new(ErrorKind::NotModified, "already started"));
+    }
+    start_container(&d, &c.record.id).await?;
+    publish(&d, "start", &c, &[]);
+    Ok(no_content())
+}
+
+fn timeout_param(q: &Params) -> ApiResult<Option<i64>> {
+    match int(q, "t")? {
+        Some(t) => Ok(Some(t)),
+        None => int(q, "timeout"),
+    }
+}
+
+async fn stop(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Response<Body>> {
+    let c = lookup(&d, &id).await?;
+    let timeout = timeout_param(&q)?;
+    if c.state.is_running() {
+        supervise::ensure_watched(&d, &c.record.id).await;
+    }
+    let d2 = d.clone();
+    let cid = c.record.id.clone();
+    blocking(move || d2.engine.stop(&cid, timeout)).await?;
+    publish(&d, "stop", &c, &[]);
+    Ok(no_content())
+}
+
+async fn restart(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Response<Body>> {
+    let c = lookup(&d, &id).await?;
+    let timeout = timeout_param(&q)?;
+    if c.state.is_running() {
+        supervise::ensure_watched(&d, &c.record.id).await;
+        let d2 = d.clone();
+        let cid = c.record.id.clone();
+        match blocking(move || d2.engine.stop(&cid, timeout)).await {
+            Ok(()) => {}
+            Err(e) if e.kind == ErrorKind::NotModified => {}
+            Err(e) => return Err(e),
+        }
+    }
+    start_container(&d, &c.record.id).await?;
+    publish(&d, "restart", &c, &[]);
+    Ok(no_content())
+}
+
+async fn kill(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Response<Body>> {
+    let c = lookup(&d, &id).await?;
+    let signal = q.get("signal").cloned().filter(|s| !s.is_empty());
+    if c.state.is_running() {
+        supervise::ensure_watched(&d, &c.record.id).await;
+    }
+    let d2 = d.clone();
+    let cid = c.record.id.clone();
+    let sig = signal.clone();
+    blocking(move || d2.engine.kill(&cid, sig.as_deref())).await?;
+    publish(
+        &d,
+        "kill",
+        &c,
+        &[("signal", signal.unwrap_or_else(|| "9".into()))],
+    );
+    Ok(no_content())
+}
+
+async fn pause(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Response<Body>> {
+    let c = lookup(&d, &id).await?;
+    let d2 = d.clone();
+    let cid = c.record.id.clone();
+    blocking(move || d2.engine.pause(&cid)).await?;
+    publish(&d, "pause", &c, &[]);
+    Ok(no_content())
+}
+
+async fn unpause(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Response<Body>> {
+    let c = lookup(&d, &id).await?;
+    let d2 = d.clone();
+    let cid = c.record.id.clone();
+    blocking(move || d2.engine.unpause(&cid)).await?;
+    publish(&d, "unpause", &c, &[]);
+    Ok(no_content())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum WaitCondition {
+    NotRunning,
+    NextExit,
+    Removed,
+}
+
+/// `wait`: the 200 headers go out at once (the CLI starts the container only after it
+/// has them), the body `{"StatusCode":N,"Error":null}` when the condition is met.
+async fn wait(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Response<Body>> {
+    let cond = match q.get("condition").map(String::as_str).unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid condition: {other:?}"
+            )));
+        }
+    };
+    // Subscribe before looking: an exit between the two cannot be missed.
+    let mut rx = d.events.subscribe();
+    let c = lookup(&d, &id).await?;
+    let cid = c.record.id.clone();
+    let (tx, body_rx) = tokio::sync::mpsc::channel(1);
+    let d2 = d.clone();
+    tokio::spawn(async move {
+        let body = |code: i32| {
+            let mut v =
+                serde_json::to_vec(&json!({"Error": null, "StatusCode": code})).unwrap_or_default();
+            v.push(b'\n');
+            Ok::<_, std::io::Error>(v)
+        };
+        if cond == WaitCondition::NotRunning && !c.state.is_running() {
+            let _ = tx.send(body(c.state.exit_code)).await;
+            return;
+        }
+        if c.state.is_running() {
+            supervise::ensure_watched(&d2, &cid).await;
+        }
+        let mut exit: Option<i32> = None;
+        loop {
+            match rx.recv().await {
+                Ok(e) if e.actor.id == cid => match e.action.as_str() {
+                    "die" => {
+                        let code = e
+                            .actor
+                            .attributes
+                            .get("exitCode")
+                            .and_then(|c| c.parse().ok())
+                            .unwrap_or(0);
+                        if cond != WaitCondition::Removed {
+                            let _ = tx.send(body(code)).await;
+                            return;
+                        }
+                        exit = Some(code);
+                    }
+                    "destroy" if cond == WaitCondition::Removed => {
+                        let code = match exit {
+                            Some(c) => c,
+                            None => c.state.exit_code,
+                        };
+                        let _ = tx.send(body(code)).await;
+                        return;
+                    }
+                    _ => {}
+                },
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    Ok(crate::stream::streamed(
+        body_rx,
+        HeaderValue::from_static("application/json"),
+    ))
+}
+
+async fn remove(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Response<Body>> {
+    let c = lookup(&d, &id).await?;
+    let force = flag(&q, "force");
+    let volumes = flag(&q, "v");
+    if c.state.is_running() && force {
+        supervise::ensure_watched(&d, &c.record.id).await;
+    }
+    let d2 = d.clone();
+    let cid = c.record.id.clone();
+    blocking(move || d2.engine.remove(&cid, force, volumes)).await?;
+    forget(&d, &c.record.id);
+    publish(&d, "destroy", &c, &[]);
+    Ok(no_content())
+}
+
+async fn rename(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Response<Body>> {
+    let new = q
+        .get("name")
+        .cloned()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("Neither old nor new names may be empty"))?;
+    let c = lookup(&d, &id).await?;
+    let d2 = d.clone();
+    let cid = c.record.id.clone();
+    let n = new.trim_start_matches('/').to_string();
+    blocking(move || -> Result<(), ApiError> {
+        engine::ids::validate_name(&n)?;
+        Ok(d2.engine.containers.rename(&cid, &n)?)
+    })
+    .await?;
+    publish(
+        &d,
+        "rename",
+        &c,
+        &[("oldName", format!("/{}", c.record.name))],
+    );
+    Ok(no_content())
+}
+
+async fn resize(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+) -> ApiResult<Response<Body>> {
+    let c = lookup(&d, &id).await?;
+    let h = int(&q, "h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    let w = int(&q, "w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+    if !c.state.is_running() {
+        return Err(ApiError::conflict(format!(
+            "Container {} is not running",
+            c.record.id
+        )));
+    }
+    let _ = supervise::resize(&d, &c.record.id, h, w).await;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
+    let f = filters(&q)?;
+    let d2 = d.clone();
+    let (deleted, reclaimed) = blocking(move || -> Result<_, ApiError> {
+        let mut deleted = Vec::new();
+        let mut reclaimed = 0u64;
+        for c in d2.engine.containers.list()? {
+            if c.state.is_running() {
+                continue;
+            }
+            let labels_ok = f.get("label").is_none_or(|ls| {
+                ls.iter()
+                    .all(|l| engine::inspect::filter_matches(&c, "label", l))
+            });
+            if !labels_ok {
+                continue;
+            }
+            let size = super::system::dir_size(&d2.engine.paths(&c.record.id).upper());
+            if d2.engine.remove(&c.record.id, false, false).is_ok() {
+                reclaimed += size;
+                deleted.push(c);
+            }
+        }
+        Ok((deleted, reclaimed))
+    })
+    .await?;
+    for c in &deleted {
+        forget(&d, &c.record.id);
+        publish(&d, "destroy", c, &[]);
+    }
+    d.events.simple(
+        "container",
+        "prune",
+        "",
+        &[("reclaimed", reclaimed.to_string())],
+    );
+    let ids: Vec<&String> = deleted.iter().map(|c| &c.record.id).collect();
+    Ok(Json(
+        json!({"ContainersDeleted": ids, "SpaceReclaimed": reclaimed}),
+    ))
+}
+
+/// Drops what the daemon keeps in memory for a removed container (its pending attach and
+/// exec sessions).
+fn forget(d: &AppState, id: &str) {
+    if let Ok(mut m) = d.pending_attach.lock() {
+        m.remove(id);
+    }
+    super::exec::forget_container(d, id);
+}
+
+/// Registers a `docker run` attach made before the start.
+pub fn add_pending(d: &AppState, id: &str, p: PendingAttach) {
+    if let Ok(mut m) = d.pending_attach.lock() {
+        m.insert(id.to_string(), p);
+    }
+}
+
+pub fn attach_streams(q: &Params) -> AttachStreams {
+    AttachStreams {
+        stdin: flag(q, "stdin"),
+        stdout: flag(q, "stdout"),
+        stderr: flag(q, "stderr"),
+    }
+}
