@@ -30,6 +30,7 @@ impl CliError {
             CliError::Network(e) => match e.kind() {
                 network::Kind::NotFound => ErrorKind::NotFound,
                 network::Kind::Conflict => ErrorKind::Conflict,
+                network::Kind::Forbidden => ErrorKind::Forbidden,
                 network::Kind::InvalidArgument => ErrorKind::InvalidArgument,
                 network::Kind::Internal => ErrorKind::Internal,
             },
@@ -58,6 +59,7 @@ pub fn report(e: &CliError) -> i32 {
             ErrorKind::InvalidArgument
             | ErrorKind::NotFound
             | ErrorKind::Conflict
+            | ErrorKind::Forbidden
             | ErrorKind::NotModified
             | ErrorKind::Unavailable
             | ErrorKind::Internal => 1,

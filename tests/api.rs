@@ -1008,6 +1008,181 @@ fn bad_input_gets_docker_status_codes_and_creates_nothing() {
 }
 
 #[test]
+fn networks_aliases_ports_connect_and_errors() {
+    let Some(d) = Daemon::start() else { return };
+    let id = d.ok(&["network", "create", "--label", "t=1", "front"]);
+    let id = id.trim();
+    let o = d.docker(&["network", "create", "front"]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("network with name front already exists"),
+        "{o:?}"
+    );
+    let (status, _, _) = d.http(
+        "POST",
+        "/v1.47/networks/create",
+        br#"{"Name":"front","CheckDuplicate":true}"#,
+    );
+    assert_eq!(status, 409);
+    let ls = d.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    for want in ["bridge bridge", "front bridge", "host host", "none null"] {
+        assert!(ls.lines().any(|l| l == want), "{want} in {ls}");
+    }
+    let custom = d.ok(&["network", "ls", "-q", "--filter", "type=custom"]);
+    assert_eq!(custom.trim(), &id[..12]);
+
+    // A server on `front` with an alias and a port published on loopback.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "--network-alias",
+        "www",
+        "-p",
+        "127.0.0.1::8080",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello > /tmp/i; exec httpd -f -p 8080 -h /tmp",
+    ]);
+    let port = d.ok(&["port", "web", "8080"]);
+    let hostport = port.trim().rsplit(':').next().unwrap().to_string();
+    assert!(port.starts_with("127.0.0.1:"), "{port}");
+    let ps = d.ok(&["ps", "--format", "{{.Ports}}", "--filter", "network=front"]);
+    assert_eq!(ps.trim(), format!("127.0.0.1:{hostport}->8080/tcp"));
+    let body = poll_http_get(&format!("127.0.0.1:{hostport}"), "/i");
+    assert_eq!(body.as_deref(), Some("hello\n"));
+    // By name and by alias from another container on the network.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "front",
+        "busybox",
+        "sh",
+        "-c",
+        "wget -qO- http://www:8080/i && wget -qO- http://web:8080/i",
+    ]);
+    assert_eq!(o, "hello\nhello\n");
+    // Not from the default bridge (isolation).
+    let o = d.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "wget",
+        "-T",
+        "2",
+        "-qO-",
+        "http://www:8080/i",
+    ]);
+    assert_ne!(o.code, 0, "{o:?}");
+
+    // Inspect shapes against dockerd's.
+    let (status, _, body) = d.http("GET", "/v1.47/networks/front", b"");
+    assert_eq!(status, 200);
+    let net: Value = serde_json::from_slice(&body).unwrap();
+    if let Some(reference) = sample("network_inspect_bridge.txt") {
+        assert_has_keys(&net, &reference, "network inspect", &[]);
+    }
+    assert_eq!(net["Labels"]["t"], "1");
+    let containers = net["Containers"].as_object().unwrap();
+    assert_eq!(containers.len(), 1);
+    let ep = containers.values().next().unwrap();
+    assert_eq!(ep["Name"], "web");
+    let ins: Value = serde_json::from_str(&d.ok(&["inspect", "web"])).unwrap();
+    let ports = &ins[0]["NetworkSettings"]["Ports"]["8080/tcp"][0];
+    assert_eq!(ports["HostIp"], "127.0.0.1");
+    assert_eq!(ports["HostPort"], hostport.as_str());
+    let front = &ins[0]["NetworkSettings"]["Networks"]["front"];
+    assert_eq!(front["NetworkID"], id);
+    assert!(
+        front["Aliases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "www")
+    );
+
+    // Connect and disconnect while running.
+    d.ok(&["network", "create", "back"]);
+    d.ok(&["network", "connect", "--alias", "bb", "back", "web"]);
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "back",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://bb:8080/i",
+    ]);
+    assert_eq!(o, "hello\n");
+    let o = d.docker(&["network", "connect", "back", "web"]);
+    assert!(o.stderr.contains("already exists in network back"), "{o:?}");
+    d.ok(&["network", "disconnect", "back", "web"]);
+    let nets = d.ok(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+        "web",
+    ]);
+    assert_eq!(nets.trim(), "front");
+
+    // Docker's refusals: 403 for pre-defined and in-use networks, 404 unknown.
+    let (status, _, body) = d.http("DELETE", "/v1.47/networks/bridge", b"");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = d.http("DELETE", "/v1.47/networks/front", b"");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("has active endpoints"));
+    let (status, _, _) = d.http("GET", "/v1.47/networks/nosuch", b"");
+    assert_eq!(status, 404);
+    let (status, _, _) = d.http(
+        "POST",
+        "/v1.47/networks/create",
+        br#"{"Name":"bad","IPAM":{"Config":[{"Subnet":"10.1.0.0/33"}]}}"#,
+    );
+    assert_eq!(status, 400);
+
+    // Prune removes unused networks only; rm of the rest.
+    d.ok(&["rm", "-f", "web"]);
+    let pruned = d.ok(&["network", "prune", "-f"]);
+    assert!(
+        pruned.contains("back") && pruned.contains("front"),
+        "{pruned}"
+    );
+    let left = d.ok(&["network", "ls", "-q", "--filter", "type=custom"]);
+    assert!(left.trim().is_empty(), "{left}");
+}
+
+/// GET http://addr/path with a few retries while a server comes up; the body or None.
+fn poll_http_get(addr: &str, path: &str) -> Option<String> {
+    let mut out = None;
+    poll_until(Duration::from_secs(5), || {
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let req = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+        if s.write_all(req.as_bytes()).is_err() {
+            return false;
+        }
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        match buf.split_once("\r\n\r\n") {
+            Some((head, body)) if head.contains(" 200 ") => {
+                out = Some(body.to_string());
+                true
+            }
+            _ => false,
+        }
+    });
+    out
+}
+
+#[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };
     use std::os::unix::fs::PermissionsExt;

@@ -429,6 +429,8 @@ fn default_bridge_has_no_name_resolution_but_links_and_add_host_work() {
         !o.stdout.contains(&format!("nameserver {gw}")),
         "no embedded DNS: {o:?}"
     );
+    // daemon.json `dns` (the harness's loopback-only resolver) is every container's default.
+    assert!(o.stdout.contains("nameserver 127.0.0.1\n"), "{o:?}");
     // Aliases need a user-defined network, like Docker.
     p.fails(
         &["run", "--rm", "--network-alias", "x", "busybox", "true"],

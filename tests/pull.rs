@@ -555,6 +555,7 @@ fn daemon_json_mirrors_and_data_root() {
             "registry-mirrors": [format!("http://{reg}")],
             "data-root": data_root,
             "ip-forward": false,
+            "dns": ["127.0.0.1"],
             "log-driver": "ignored-by-pelagos"
         })
         .to_string(),

@@ -44,6 +44,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
         // Docker answers 503 for "not a swarm manager" and 500 for registry failures;
@@ -85,6 +86,12 @@ impl From<engine::Error> for ApiError {
 impl From<registry::Error> for ApiError {
     fn from(e: registry::Error) -> Self {
         ApiError::new(e.kind(), e.to_string())
+    }
+}
+
+impl From<network::Error> for ApiError {
+    fn from(e: network::Error) -> Self {
+        engine::Error::from(e).into()
     }
 }
 

@@ -58,6 +58,7 @@ impl Error {
             Error::Network(e) => match e.kind() {
                 network::Kind::NotFound => ErrorKind::NotFound,
                 network::Kind::Conflict => ErrorKind::Conflict,
+                network::Kind::Forbidden => ErrorKind::Forbidden,
                 network::Kind::InvalidArgument => ErrorKind::InvalidArgument,
                 network::Kind::Internal => ErrorKind::Internal,
             },

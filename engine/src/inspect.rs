@@ -141,7 +141,7 @@ pub fn filter_matches(c: &Container, key: &str, v: &str) -> bool {
         "ancestor" => c.record.config.image == v || (!v.is_empty() && c.record.image.contains(v)),
         "network" => {
             let mode = &c.record.host_config.network_mode;
-            mode == v || (v == "none" && mode.is_empty())
+            mode == v || c.record.networks.contains_key(v) || (v == "none" && mode.is_empty())
         }
         "health" => v == "none" && c.record.config.healthcheck.is_none(),
         "volume" => c

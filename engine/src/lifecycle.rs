@@ -338,7 +338,12 @@ impl Engine {
         let written = hosts.and_then(|h| write_atomic(&p.hosts(), h.as_bytes()));
         let written = written.and_then(|()| {
             let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-            let mut text = resolv_conf(&host_resolv, &r.host_config);
+            let mut hc = r.host_config.clone();
+            if hc.dns.is_empty() {
+                // daemon.json `dns`: the default resolvers for every container.
+                hc.dns = self.net.dns.clone();
+            }
+            let mut text = resolv_conf(&host_resolv, &hc);
             if let Some(dns) = info.as_ref().and_then(|i| i.dns_server)
                 && r.host_config.dns.is_empty()
             {
@@ -428,6 +433,26 @@ impl Engine {
 
     /// `network connect`: records the network for the next start and, on a running
     /// container, attaches it now.
+    /// The network service with this engine's settings.
+    pub fn networks(&self) -> Result<network::Networks> {
+        crate::netglue::open(&self.roots, &self.net)
+    }
+
+    /// `network prune`: user networks without endpoints that no container (running or
+    /// not) is configured for. Returns the removed networks' names.
+    pub fn network_prune(&self) -> Result<Vec<String>> {
+        let nets = self.networks()?;
+        let mut keep = std::collections::BTreeSet::new();
+        for c in self.containers.list()? {
+            for k in c.record.networks.keys() {
+                if let Ok(n) = nets.find(k) {
+                    keep.insert(n.id);
+                }
+            }
+        }
+        Ok(nets.prune(&keep)?)
+    }
+
     pub fn network_connect(
         &self,
         network: &str,
@@ -451,10 +476,11 @@ impl Engine {
             .keys()
             .any(|k| nets.find(k).is_ok_and(|m| m.id == n.id));
         if already {
-            return Err(Error::Conflict(format!(
+            return Err(network::Error::Forbidden(format!(
                 "endpoint with name {} already exists in network {}",
                 c.record.name, n.name
-            )));
+            ))
+            .into());
         }
         if n.is_default_bridge() && !cfg.aliases.is_empty() {
             return Err(Error::invalid(

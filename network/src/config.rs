@@ -29,6 +29,9 @@ pub struct NetSettings {
     default_address_pools: Option<Vec<AddressPool>>,
     bridge: Option<String>,
     ip_forward: Option<bool>,
+    /// Docker's `dns`: the resolvers containers use by default, and where the embedded
+    /// DNS servers forward names they do not own (instead of the host's resolv.conf).
+    pub dns: Vec<String>,
 }
 
 /// Where state lives and what the kernel objects are called.
@@ -47,6 +50,8 @@ pub struct NetConfig {
     /// only our own bridges forward (per-interface sysctl), which is enough for
     /// container-to-container and published-port traffic but not for outbound traffic.
     pub ip_forward: bool,
+    /// daemon.json `dns` (IPv4 entries): the embedded DNS servers' upstreams when set.
+    pub dns: Vec<std::net::Ipv4Addr>,
     /// Written to each bridge's IFLA_IFALIAS so leftovers can be attributed to a data root.
     pub owner_tag: String,
 }
@@ -99,6 +104,15 @@ impl NetConfig {
                 format!("pelagos_{tag}")
             },
             ip_forward: dj.ip_forward.unwrap_or(true),
+            dns: dj
+                .dns
+                .iter()
+                .map(|a| {
+                    a.parse().map_err(|_| {
+                        Error::invalid(format!("daemon.json dns: invalid IPv4 address {a}"))
+                    })
+                })
+                .collect::<Result<_>>()?,
             owner_tag: format!("pelagos:{}", data_root.display()),
         })
     }

@@ -81,6 +81,7 @@ pub fn ensure_running(nets: &Networks, n: &Network) -> Result<()> {
         .arg(&nets.cfg.data_root)
         .arg(&nets.cfg.run_root)
         .arg(&n.id)
+        .args(nets.cfg.dns.iter().map(|a| a.to_string()))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -115,23 +116,30 @@ pub fn stop(nets: &Networks, net_id: &str) {
     let _ = crate::fsutil::remove_if_exists(&path);
 }
 
-/// Entry point of `pelagos __dns DATA RUN NETWORK-ID`. Binds, detaches (the starter waits
-/// for our first process, which exits once the socket is bound), serves. Never returns.
+/// Entry point of `pelagos __dns DATA RUN NETWORK-ID [UPSTREAM...]`. Binds, detaches (the
+/// starter waits for our first process, which exits once the socket is bound), serves.
+/// Never returns. Upstreams default to the host's resolv.conf.
 pub fn main(args: &[String]) -> ! {
     let code = match args {
-        [data, run, id] => match start(Path::new(data), Path::new(run), id) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("pelagos dns: {e}");
-                1
+        [data, run, id, upstream @ ..] => {
+            let upstream: Option<Vec<Ipv4Addr>> = upstream.iter().map(|a| a.parse().ok()).collect();
+            match upstream {
+                Some(u) => match start(Path::new(data), Path::new(run), id, u) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        eprintln!("pelagos dns: {e}");
+                        1
+                    }
+                },
+                None => 2,
             }
-        },
+        }
         _ => 2,
     };
     std::process::exit(code)
 }
 
-fn start(data: &Path, run: &Path, id: &str) -> Result<()> {
+fn start(data: &Path, run: &Path, id: &str, upstream: Vec<Ipv4Addr>) -> Result<()> {
     // Only endpoint records are read here, which daemon.json does not affect.
     let nets = Networks::open(data, run, &crate::NetSettings::default())?;
     let n = nets.find(id)?;
@@ -163,7 +171,12 @@ fn start(data: &Path, run: &Path, id: &str) -> Result<()> {
         let _ = f.seek(std::io::SeekFrom::Start(0));
         let _ = write!(f, "{}", std::process::id());
     }
-    serve(&nets, &n, sock, life);
+    let upstream = if upstream.is_empty() {
+        upstreams()
+    } else {
+        upstream
+    };
+    serve(&nets, &n, sock, life, &upstream);
     Ok(())
 }
 
@@ -178,9 +191,8 @@ fn upstreams() -> Vec<Ipv4Addr> {
         .collect()
 }
 
-fn serve(nets: &Networks, n: &Network, sock: UdpSocket, life: Lock) {
+fn serve(nets: &Networks, n: &Network, sock: UdpSocket, life: Lock, upstream: &[Ipv4Addr]) {
     let dir = nets.endpoints_dir(&n.id);
-    let upstream = upstreams();
     let mut buf = [0u8; 1500];
     let mut last_check = Instant::now();
     loop {
@@ -197,7 +209,7 @@ fn serve(nets: &Networks, n: &Network, sock: UdpSocket, life: Lock) {
             let eps = read_endpoints(&dir).unwrap_or_default();
             let reply = match answer(&buf[..len], |name| lookup(&eps, name)) {
                 Reply::Local(r) => Some(r),
-                Reply::Forward => forward(&buf[..len], &upstream),
+                Reply::Forward => forward(&buf[..len], upstream),
                 Reply::Drop => None,
             };
             if let Some(r) = reply {
@@ -226,12 +238,17 @@ fn forward(query: &[u8], upstream: &[Ipv4Addr]) -> Option<Vec<u8>> {
         let Ok(s) = UdpSocket::bind("0.0.0.0:0") else {
             continue;
         };
+        // Connected, so an ICMP "port unreachable" ends the wait at once (ECONNREFUSED)
+        // and only the upstream's own answers are accepted.
+        if s.connect(SocketAddrV4::new(*ns, 53)).is_err() {
+            continue;
+        }
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.send_to(query, SocketAddrV4::new(*ns, 53)).is_err() {
+        if s.send(query).is_err() {
             continue;
         }
         let mut buf = vec![0u8; 4096];
-        if let Ok((n, _)) = s.recv_from(&mut buf) {
+        if let Ok(n) = s.recv(&mut buf) {
             buf.truncate(n);
             return Some(buf);
         }

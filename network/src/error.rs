@@ -9,6 +9,8 @@ use std::path::PathBuf;
 pub enum Kind {
     NotFound,
     Conflict,
+    /// Docker's 403: pre-defined networks, networks in use, duplicate endpoints.
+    Forbidden,
     InvalidArgument,
     Internal,
 }
@@ -21,6 +23,9 @@ pub enum Error {
     /// Already-exists, in-use and overlap conflicts; the message is Docker's wording.
     #[error("{0}")]
     Conflict(String),
+    /// Docker answers these with 403 Forbidden; the message is Docker's wording.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("netlink: {context}: {message}")]
@@ -48,6 +53,7 @@ impl Error {
         match self {
             Error::NoSuchNetwork(_) => Kind::NotFound,
             Error::Conflict(_) => Kind::Conflict,
+            Error::Forbidden(_) => Kind::Forbidden,
             Error::InvalidArgument(_) => Kind::InvalidArgument,
             Error::Netlink { .. }
             | Error::Firewall(_)

@@ -150,7 +150,9 @@ impl Networks {
     }
 
     /// Built-in `host` and `none` networks: fixed per data root, never stored.
-    fn builtin(&self, name: &str, driver: &str) -> Network {
+    /// `host` and `none` exist as long as the data root does; they take the default
+    /// bridge's creation time (clients parse `Created`, so it must be a real timestamp).
+    fn builtin(&self, name: &str, driver: &str, created: &str) -> Network {
         use sha2::Digest;
         let id = hex::encode(sha2::Sha256::digest(
             format!("{}:{name}", self.cfg.data_root.display()).as_bytes(),
@@ -158,7 +160,7 @@ impl Networks {
         Network {
             name: name.into(),
             id,
-            created: String::new(),
+            created: created.into(),
             scope: "local".into(),
             driver: driver.into(),
             ipam: Ipam {
@@ -174,8 +176,13 @@ impl Networks {
     pub fn list(&self) -> Result<Vec<Network>> {
         self.ensure_default()?;
         let mut v = self.stored()?;
-        v.push(self.builtin("host", "host"));
-        v.push(self.builtin("none", "null"));
+        let created = v
+            .iter()
+            .find(|n| n.is_default_bridge())
+            .map(|n| n.created.clone())
+            .unwrap_or_else(|| "0001-01-01T00:00:00Z".into());
+        v.push(self.builtin("host", "host", &created));
+        v.push(self.builtin("none", "null", &created));
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
     }
@@ -473,7 +480,7 @@ impl Networks {
     pub fn remove(&self, what: &str) -> Result<()> {
         let n = self.find(what)?;
         if n.driver != "bridge" || n.is_default_bridge() {
-            return Err(Error::Conflict(format!(
+            return Err(Error::Forbidden(format!(
                 "{} is a pre-defined network and cannot be removed",
                 n.name
             )));
@@ -481,7 +488,7 @@ impl Networks {
         let _l = self.store_lock()?;
         let _nl = self.net_lock(&n.id)?;
         if !self.network_endpoints(&n.id)?.is_empty() {
-            return Err(Error::Conflict(format!(
+            return Err(Error::Forbidden(format!(
                 "error while removing network: network {} id {} has active endpoints",
                 n.name, n.id
             )));

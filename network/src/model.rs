@@ -40,6 +40,12 @@ pub struct NetworkContainer {
     pub ipv6_address: String,
 }
 
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ConfigFrom {
+    pub network: String,
+}
+
 /// Docker's NetworkResource (`GET /networks/{id}`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "PascalCase", default)]
@@ -56,6 +62,8 @@ pub struct Network {
     pub internal: bool,
     pub attachable: bool,
     pub ingress: bool,
+    /// Swarm config-only networks; always empty here, present because clients read it.
+    pub config_from: ConfigFrom,
     pub config_only: bool,
     /// Filled in by inspect from the live endpoints; never persisted.
     pub containers: BTreeMap<String, NetworkContainer>,

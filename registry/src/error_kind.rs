@@ -11,6 +11,9 @@ pub enum ErrorKind {
     Conflict,
     /// Malformed or invalid input from the caller (HTTP 400).
     InvalidArgument,
+    /// Allowed in general but not on this object: pre-defined networks, networks with
+    /// active endpoints (HTTP 403, as Docker answers).
+    Forbidden,
     /// The request asks for the state the object is already in (HTTP 304).
     NotModified,
     /// A remote service (registry, ...) could not be reached or refused us (HTTP 502/500).
@@ -25,6 +28,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::NotFound => "not found",
             ErrorKind::Conflict => "conflict",
             ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotModified => "not modified",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal error",

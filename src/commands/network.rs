@@ -4,7 +4,7 @@ use super::Ctx;
 use crate::cli::{NetworkCommand, NetworkCreateArgs};
 use crate::errors::{CliError, CliResult};
 use crate::format;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 fn kv(items: &[String]) -> CliResult<BTreeMap<String, String>> {
     items
@@ -91,18 +91,7 @@ pub fn network(ctx: &Ctx, cmd: NetworkCommand) -> CliResult<i32> {
             Ok(code)
         }
         NetworkCommand::Prune { .. } => {
-            let engine = ctx.engine()?;
-            let nets = networks(ctx)?;
-            // Networks some container (running or not) is configured for stay.
-            let mut keep = BTreeSet::new();
-            for c in engine.containers.list()? {
-                for k in c.record.networks.keys() {
-                    if let Ok(n) = nets.find(k) {
-                        keep.insert(n.id);
-                    }
-                }
-            }
-            let removed = nets.prune(&keep)?;
+            let removed = ctx.engine()?.network_prune()?;
             if !removed.is_empty() {
                 println!("Deleted Networks:");
                 for n in removed {

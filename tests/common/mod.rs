@@ -113,9 +113,10 @@ impl Out {
 }
 
 /// Settings every test daemon.json carries: leave the host's global net.ipv4.ip_forward
-/// alone (the tests' bridges forward through their own per-interface flag, and containers in
-/// tests never reach outside).
-pub const TEST_DAEMON_JSON: &str = r#"{"ip-forward": false}"#;
+/// alone (the tests' bridges forward through their own per-interface flag), and resolve
+/// through loopback only: containers' resolv.conf and the embedded DNS servers' upstream
+/// are 127.0.0.1, so a lookup of a name nobody owns never leaves the machine.
+pub const TEST_DAEMON_JSON: &str = r#"{"ip-forward": false, "dns": ["127.0.0.1"]}"#;
 
 impl Pelagos {
     /// A harness with busybox loaded, or None when the tests must be skipped.

@@ -125,8 +125,34 @@ async fn create(
         .into_response())
 }
 
+/// The list's `Ports`: one entry per published binding, and exposed-only ports without
+/// host side, as Docker lists them.
+fn list_ports(settings: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    let Some(ports) = settings["Ports"].as_object() else {
+        return out;
+    };
+    for (key, bindings) in ports {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let Ok(private) = port.parse::<u16>() else {
+            continue;
+        };
+        match bindings.as_array() {
+            Some(list) if !list.is_empty() => {
+                for b in list {
+                    let public = b["HostPort"].as_str().and_then(|p| p.parse::<u16>().ok());
+                    out.push(json!({"IP": b["HostIp"], "PrivatePort": private,
+                                    "PublicPort": public, "Type": proto}));
+                }
+            }
+            _ => out.push(json!({"PrivatePort": private, "Type": proto})),
+        }
+    }
+    out
+}
+
 /// The `containers/json` entry for one container.
-pub fn summary(c: &Container) -> Value {
+pub fn summary(roots: &engine::Roots, c: &Container) -> Value {
     let r = &c.record;
     let argv = engine::spec::command_line(r);
     let created = chrono::DateTime::parse_from_rfc3339(&r.created).map_or(0, |t| t.timestamp());
@@ -143,6 +169,7 @@ pub fn summary(c: &Container) -> Value {
     } else {
         r.host_config.network_mode.clone()
     };
+    let settings = engine::netglue::settings_json(roots, r, c.state.is_running());
     json!({
         "Id": r.id,
         "Names": [format!("/{}", r.name)],
@@ -150,12 +177,12 @@ pub fn summary(c: &Container) -> Value {
         "ImageID": r.image,
         "Command": argv.join(" "),
         "Created": created,
-        "Ports": [],
+        "Ports": list_ports(&settings),
         "Labels": r.config.labels,
         "State": c.state.status.as_str(),
         "Status": engine::inspect::status_text(c, chrono::Utc::now()),
         "HostConfig": {"NetworkMode": net},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": settings["Networks"]},
         "Mounts": mounts,
     })
 }
@@ -204,7 +231,7 @@ async fn list(State(d): State<AppState>, q: Params) -> ApiResult<Json<Vec<Value>
         })
         .take(limit.map_or(usize::MAX, |l| l as usize))
         .map(|c| {
-            let mut s = summary(c);
+            let mut s = summary(&d.roots, c);
             if size {
                 s["SizeRw"] = json!(super::system::dir_size(
                     &d.engine.paths(&c.record.id).upper()

@@ -7,6 +7,7 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod logs;
+pub mod networks;
 pub mod stats;
 pub mod stubs;
 pub mod system;
@@ -24,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(exec::routes())
         .merge(images::routes())
         .merge(volumes::routes())
+        .merge(networks::routes())
         .merge(stubs::routes())
         .fallback(crate::server::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -3,7 +3,7 @@
 //! built-in `none` and `host` need the network crate; until it lands, the built-in ones
 //! are listed so `docker inspect`'s fallback chain and `network ls` work.
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::Json;
 use axum::Router;
@@ -38,8 +38,6 @@ pub fn routes() -> Router<AppState> {
         .route("/grpc", any(session))
         .route("/build", any(build))
         .route("/build/prune", any(build_prune))
-        .route("/networks", get(networks))
-        .route("/networks/{id}", get(network))
 }
 
 async fn not_swarm() -> ApiError {
@@ -65,35 +63,4 @@ async fn build() -> ApiError {
 
 async fn build_prune() -> Json<Value> {
     Json(json!({"CachesDeleted": [], "SpaceReclaimed": 0}))
-}
-
-fn builtin(name: &str) -> Option<Value> {
-    let driver = match name {
-        "none" => "null",
-        "host" => "host",
-        _ => return None,
-    };
-    Some(json!({
-        "Name": name, "Id": name, "Created": "0001-01-01T00:00:00Z", "Scope": "local",
-        "Driver": driver, "EnableIPv4": false, "EnableIPv6": false,
-        "IPAM": {"Driver": "default", "Options": null, "Config": []},
-        "Internal": false, "Attachable": false, "Ingress": false,
-        "ConfigFrom": {"Network": ""}, "ConfigOnly": false, "Containers": {}, "Options": {},
-        "Labels": {}
-    }))
-}
-
-async fn networks() -> Json<Value> {
-    Json(json!(
-        ["host", "none"]
-            .iter()
-            .filter_map(|n| builtin(n))
-            .collect::<Vec<_>>()
-    ))
-}
-
-async fn network(Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    builtin(&id)
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("network {id} not found")))
 }

@@ -335,7 +335,7 @@ async fn df(State(d): State<AppState>) -> ApiResult<Json<Value>> {
         let ctrs: Vec<Value> = containers
             .iter()
             .map(|c| {
-                let mut s = crate::routes::containers::summary(c);
+                let mut s = crate::routes::containers::summary(&d2.roots, c);
                 s["SizeRw"] = json!(dir_size(&d2.engine.paths(&c.record.id).upper()));
                 s
             })
