@@ -365,6 +365,9 @@ fn containers_resolve_each_other_by_name_alias_and_short_id() {
         "{o:?}"
     );
     assert_eq!(o.stdout.matches("hello-dns").count(), 2, "{o:?}");
+    // DNS over TCP too (the gateway is our own bridge's address).
+    assert_eq!(tcp_dns_a(&gw, "db"), Some(ip.clone()));
+    assert_eq!(tcp_dns_a(&gw, "WEB."), Some(ip.clone()));
     // The network lists its endpoint.
     let n: Value = serde_json::from_str(&p.ok(&["network", "inspect", "appnet"])).unwrap();
     assert_eq!(n[0]["Containers"][&id]["Name"], "web", "{n}");
@@ -375,6 +378,33 @@ fn containers_resolve_each_other_by_name_alias_and_short_id() {
         "{:?}",
         dns_servers(&p)
     );
+}
+
+/// One A query over TCP (two-byte length prefix) to `server`:53; the first address.
+fn tcp_dns_a(server: &str, name: &str) -> Option<String> {
+    let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.trim_end_matches('.').split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut s = TcpStream::connect((server, 53)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(&(q.len() as u16).to_be_bytes()).ok()?;
+    s.write_all(&q).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut r).ok()?;
+    // Header id echoed, one answer at least; the answer follows the echoed question and
+    // ends with the 4-byte address when it is an A record.
+    if r.get(0..2)? != [0x12, 0x34] || u16::from_be_bytes([r[6], r[7]]) == 0 {
+        return None;
+    }
+    let ans = &r[q.len()..];
+    let rdlen = u16::from_be_bytes([*ans.get(10)?, *ans.get(11)?]) as usize;
+    let addr = ans.get(12..12 + rdlen)?;
+    (rdlen == 4).then(|| format!("{}.{}.{}.{}", addr[0], addr[1], addr[2], addr[3]))
 }
 
 /// Live `pelagos __dns` processes of this harness's data root.

@@ -14,10 +14,10 @@ use crate::Networks;
 use crate::error::{Error, Result};
 use crate::fsutil::Lock;
 use crate::model::{Endpoint, Network};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The argument that turns the pelagos binary into a network's DNS server.
 pub const DNS_ARG: &str = "__dns";
@@ -145,8 +145,9 @@ fn start(data: &Path, run: &Path, id: &str, upstream: Vec<Ipv4Addr>) -> Result<(
     let n = nets.find(id)?;
     let life = Lock::try_exclusive(&life_file(&nets, &n.id))?
         .ok_or_else(|| Error::Internal("a DNS server for this network is running".into()))?;
-    let sock = UdpSocket::bind(SocketAddrV4::new(gateway(&n)?, 53))
-        .map_err(|e| Error::io("bind DNS socket", e))?;
+    let addr = SocketAddrV4::new(gateway(&n)?, 53);
+    let sock = UdpSocket::bind(addr).map_err(|e| Error::io("bind DNS socket", e))?;
+    let tcp = TcpListener::bind(addr).map_err(|e| Error::io("bind DNS TCP socket", e))?;
     // SAFETY: single-threaded here (no runtime was started: `find` of a stored network does
     // no netlink work), so fork is safe; the parent only exits. The child inherits the
     // flocked file description, so the life lock passes to it.
@@ -176,7 +177,7 @@ fn start(data: &Path, run: &Path, id: &str, upstream: Vec<Ipv4Addr>) -> Result<(
     } else {
         upstream
     };
-    serve(&nets, &n, sock, life, &upstream);
+    serve(&nets, &n, sock, tcp, life, &upstream);
     Ok(())
 }
 
@@ -191,44 +192,116 @@ fn upstreams() -> Vec<Ipv4Addr> {
         .collect()
 }
 
-fn serve(nets: &Networks, n: &Network, sock: UdpSocket, life: Lock, upstream: &[Ipv4Addr]) {
+fn serve(
+    nets: &Networks,
+    n: &Network,
+    sock: UdpSocket,
+    tcp: TcpListener,
+    life: Lock,
+    upstream: &[Ipv4Addr],
+) {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
     let dir = nets.endpoints_dir(&n.id);
+    let _ = std::fs::create_dir_all(&dir);
+    // Woken when an endpoint record goes away (container stopped, network removed), to
+    // exit once nobody is left; no timer, no polling.
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok();
+    if let Some(i) = &ino {
+        let _ = i.add_watch(
+            &dir,
+            AddWatchFlags::IN_DELETE | AddWatchFlags::IN_MOVED_FROM | AddWatchFlags::IN_DELETE_SELF,
+        );
+    }
     let mut buf = [0u8; 1500];
-    let mut last_check = Instant::now();
     loop {
-        let mut pfd = libc::pollfd {
-            fd: sock.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe { libc::poll(&mut pfd, 1, 1000) };
-        if rc > 0
-            && let Ok((len, from)) = sock.recv_from(&mut buf)
-        {
-            let eps = read_endpoints(&dir).unwrap_or_default();
-            let reply = match answer(&buf[..len], |name| lookup(&eps, name)) {
-                Reply::Local(r) => Some(r),
-                Reply::Forward => forward(&buf[..len], upstream),
-                Reply::Drop => None,
-            };
-            if let Some(r) = reply {
-                let _ = sock.send_to(&r, from);
-            }
+        let mut pfds = [
+            libc::pollfd {
+                fd: sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: tcp.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: ino.as_ref().map_or(-1, |i| i.as_fd().as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: three valid pollfds (a negative fd is ignored by poll).
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        if rc <= 0 {
+            continue;
         }
-        if last_check.elapsed() >= Duration::from_millis(900) {
-            last_check = Instant::now();
+        if pfds[0].revents & libc::POLLIN != 0
+            && let Ok((len, from)) = sock.recv_from(&mut buf)
+            && let Some(r) = respond(&dir, &buf[..len], upstream)
+        {
+            let _ = sock.send_to(&r, from);
+        }
+        if pfds[1].revents & libc::POLLIN != 0
+            && let Ok((conn, _)) = tcp.accept()
+        {
+            serve_tcp(&dir, conn, upstream);
+        }
+        if pfds[2].revents & libc::POLLIN != 0 {
+            if let Some(i) = &ino {
+                let _ = i.read_events();
+            }
             if read_endpoints(&dir).is_ok_and(|v| v.is_empty()) {
                 // Decide under the lock a joining container takes to check for us.
                 if let Ok(_l) = nets.net_lock(&n.id)
                     && read_endpoints(&dir).is_ok_and(|v| v.is_empty())
                 {
                     drop(sock);
+                    drop(tcp);
                     let _ = crate::fsutil::remove_if_exists(&life_file(nets, &n.id));
                     drop(life);
                     std::process::exit(0);
                 }
             }
+        }
+    }
+}
+
+/// The answer to one query: ours from the endpoint records, others from upstream.
+fn respond(dir: &Path, query: &[u8], upstream: &[Ipv4Addr]) -> Option<Vec<u8>> {
+    let eps = read_endpoints(dir).unwrap_or_default();
+    match answer(query, |name| lookup(&eps, name)) {
+        Reply::Local(r) => Some(r),
+        Reply::Forward => forward(query, upstream),
+        Reply::Drop => None,
+    }
+}
+
+/// DNS over TCP (RFC 1035 4.2.2: two-byte length prefix), for clients that retry over TCP
+/// or use it by choice. One connection at a time, with short timeouts so a stalled client
+/// cannot hold the server.
+fn serve_tcp(dir: &Path, mut conn: std::net::TcpStream, upstream: &[Ipv4Addr]) {
+    use std::io::{Read, Write};
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
+    // Clients may pipeline several queries on one connection.
+    for _ in 0..16 {
+        let mut len = [0u8; 2];
+        if conn.read_exact(&mut len).is_err() {
+            return;
+        }
+        let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+        if conn.read_exact(&mut q).is_err() {
+            return;
+        }
+        let Some(r) = respond(dir, &q, upstream) else {
+            return;
+        };
+        let Ok(rlen) = u16::try_from(r.len()) else {
+            return;
+        };
+        if conn.write_all(&rlen.to_be_bytes()).is_err() || conn.write_all(&r).is_err() {
+            return;
         }
     }
 }
