@@ -134,3 +134,28 @@ fn cgroup_is_removed_when_the_container_exits() {
     }
     p.ok(&["rm", &id]);
 }
+
+#[test]
+fn exec_processes_join_every_cgroup_of_the_container() {
+    let Some(p) = Pelagos::new() else { return };
+    p.ok(&["run", "-d", "--name", "cg", "busybox", "sleep", "60"]);
+    p.ok(&["exec", "-d", "cg", "sleep", "31"]);
+    let init = p.inspect("cg", "{{.State.Pid}}");
+    let init: i32 = init.trim().parse().unwrap();
+    let find = || {
+        common::all_pids().into_iter().find(|pid| {
+            common::proc_strings(*pid, "cmdline") == ["sleep", "31"]
+                && common::proc_ppid_state(*pid).is_some_and(|(_, s)| s != 'Z')
+        })
+    };
+    let mut exec_pid = None;
+    common::poll_until(std::time::Duration::from_secs(5), || {
+        exec_pid = find();
+        exec_pid.is_some()
+    });
+    let exec_pid = exec_pid.expect("exec'd process");
+    // The same cgroup in every hierarchy (v1 joins through `tasks`, v2 `cgroup.procs`).
+    let cg = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(cg(exec_pid), cg(init));
+    p.ok(&["rm", "-f", "cg"]);
+}

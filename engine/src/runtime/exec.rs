@@ -253,7 +253,8 @@ fn child_main(
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     if let Some(cg) = cgroup {
-        cg.add_process(std::process::id() as i32)?;
+        // We are the single-threaded child of a single-threaded helper.
+        cg.add_self_single_threaded()?;
     }
     for (f, flag) in ns_files {
         nix::sched::setns(f.as_fd(), flag)

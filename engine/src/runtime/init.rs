@@ -57,6 +57,9 @@ pub fn has_namespace(spec: &Spec, t: LinuxNamespaceType) -> bool {
 fn join_cgroup_namespace(spec: &Spec, sock: BorrowedFd<'_>) -> Result<()> {
     match sync::recv(sock)? {
         Some((SyncMsg::CgroupJoined, _)) => {}
+        // The monitor cloned us single-threaded: moving this thread moves the process,
+        // without the global lock a pid write to cgroup.procs takes.
+        Some((SyncMsg::JoinCgroup { tasks }, _)) => crate::cgroups_glue::join_self(&tasks)?,
         other => {
             return Err(Error::Internal(format!(
                 "sync: expected CgroupJoined, got {other:?}"

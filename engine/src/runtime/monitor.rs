@@ -224,12 +224,14 @@ fn launch_in_cgroup(
     };
     // The init may already have failed and reported why (its socket then holds the
     // message); if we cannot place it, kill it and still prefer its own report.
-    let placed = if born_inside {
-        Ok(())
-    } else {
-        cgroup.add_process(pid.as_raw())
+    let i1 = match cgroup.self_join_files() {
+        _ if born_inside => Ok(SyncMsg::CgroupJoined),
+        Some(tasks) => Ok(SyncMsg::JoinCgroup { tasks }),
+        None => cgroup
+            .add_process(pid.as_raw())
+            .map(|()| SyncMsg::CgroupJoined),
     };
-    let setup = placed.and_then(|()| sync::send(parent_sock.as_fd(), &SyncMsg::CgroupJoined, None));
+    let setup = i1.and_then(|m| sync::send(parent_sock.as_fd(), &m, None));
     if setup.is_err() {
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
     }

@@ -4,7 +4,9 @@
 //!   S1 starter -> monitor  `Start(StartRequest)` [+ fd: the first attach client, optional]
 //!   S2 monitor -> starter  `Started { pid }` | `Failed { message, exit_code }`
 //! Monitor <-> container init, on the "init" channel (the socket is CLOEXEC in the init):
-//!   I1 monitor -> init     `CgroupJoined`: the init is in its cgroup, may unshare cgroupns
+//!   I1 monitor -> init     `CgroupJoined`: the init is in its cgroup, may unshare cgroupns;
+//!                          or, on cgroup v1, `JoinCgroup { tasks }`: the init moves itself
+//!                          (writes 0 to each hierarchy's `tasks`), then may unshare
 //!   I2 init -> monitor     `PtyMaster` [+ fd: the pty master], only with a TTY
 //!   I3 init -> monitor     `ExecFailed { .. }`; or EOF, which means execve succeeded
 //! On cgroup v1 hosts the init consumes I1 only after its mounts (just before pivot_root),
@@ -25,6 +27,7 @@ pub enum SyncMsg {
     Started { pid: i32 },
     Failed { message: String, exit_code: i32 },
     CgroupJoined,
+    JoinCgroup { tasks: Vec<std::path::PathBuf> },
     PtyMaster,
     ExecFailed { message: String, exit_code: i32 },
 }
