@@ -16,10 +16,14 @@ pid=""
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   $P --data-root "$work/data" --run-root "$work/run" rm -f bench-exec >/dev/null 2>&1 || true
+  # This root's bridge and nftables table.
+  $P --data-root "$work/data" --run-root "$work/run" network destroy-all >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
-export PELAGOS_DATA_ROOT=$work/data PELAGOS_RUN_ROOT=$work/run
+export PELAGOS_DATA_ROOT=$work/data PELAGOS_RUN_ROOT=$work/run PELAGOS_CONFIG=$work/daemon.json
+# Containers here never need the outside: leave the host's ip_forward alone, resolve via loopback.
+echo '{"ip-forward": false, "dns": ["127.0.0.1"]}' > "$PELAGOS_CONFIG"
 $P load -q -i "$FX/busybox.tar"
 
 echo "== daemon start to first ping"

@@ -9,8 +9,10 @@ FX=${FIXTURES:-$PWD/integration/fixtures/out}
 RUNS=${RUNS:-100}
 command -v hyperfine >/dev/null || { apt-get install -y -qq hyperfine >/dev/null; }
 work=$(mktemp -d /tmp/pelagos-bench.XXXXXX)
-trap '$P --data-root $work/data --run-root $work/run rm -f bench-exec >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-export PELAGOS_DATA_ROOT=$work/data PELAGOS_RUN_ROOT=$work/run
+trap '$P --data-root $work/data --run-root $work/run rm -f bench-exec >/dev/null 2>&1 || true; $P --data-root $work/data --run-root $work/run network destroy-all >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+export PELAGOS_DATA_ROOT=$work/data PELAGOS_RUN_ROOT=$work/run PELAGOS_CONFIG=$work/daemon.json
+# Containers here never need the outside: leave the host's ip_forward alone, resolve via loopback.
+echo '{"ip-forward": false, "dns": ["127.0.0.1"]}' > "$PELAGOS_CONFIG"
 $P load -q -i "$FX/busybox.tar"
 
 median() { # hyperfine JSON -> median in ms
