@@ -80,10 +80,66 @@ for _ in range(runs):
     times.append(time.monotonic() - t0)
 print("median %.1f ms" % (statistics.median(times) * 1000))
 PY
+  echo "== [$1] 8 concurrent workers, full lifecycle (create/start/wait/delete) for 5 s"
+  python3 - "${DOCKER_HOST#unix://}" <<'PY'
+import http.client, json, socket, sys, threading, time
+path = sys.argv[1]
+class C(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(path)
+def req(m, u, body=None):
+    c = C("localhost"); c.request(m, u, body=body, headers={"Content-Type": "application/json"})
+    r = c.getresponse(); d = r.read(); c.close(); return r.status, d
+done, errors, stop = [0], [0], time.monotonic() + 5
+lock = threading.Lock()
+def worker():
+    while time.monotonic() < stop:
+        st, d = req("POST", "/v1.47/containers/create", json.dumps({"Image": "busybox", "Cmd": ["true"]}))
+        if st != 201:
+            with lock: errors[0] += 1
+            continue
+        cid = json.loads(d)["Id"]
+        ok = req("POST", f"/v1.47/containers/{cid}/start")[0] == 204
+        ok &= json.loads(req("POST", f"/v1.47/containers/{cid}/wait")[1]).get("StatusCode") == 0
+        ok &= req("DELETE", f"/v1.47/containers/{cid}")[0] == 204
+        with lock:
+            if ok: done[0] += 1
+            else: errors[0] += 1
+t0 = time.monotonic()
+ts = [threading.Thread(target=worker) for _ in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+el = time.monotonic() - t0
+print("%.1f containers/s (%d in %.1f s, %d errors)" % (done[0] / el, done[0], el, errors[0]))
+PY
+  echo "== [$1] docker logs of 200 MB"
+  $DOCKER run -d --name bench-logs busybox sh -c \
+    'yes 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklm | head -c 200000000' >/dev/null
+  $DOCKER wait bench-logs >/dev/null
+  python3 - "$DOCKER" <<'PY'
+import subprocess, sys, time
+t0 = time.monotonic()
+p = subprocess.Popen([sys.argv[1], "logs", "bench-logs"], stdout=subprocess.PIPE)
+n = 0
+while True:
+    b = p.stdout.read(1 << 20)
+    if not b: break
+    n += len(b)
+p.wait()
+el = time.monotonic() - t0
+print("%d bytes (%s) in %.2f s: %.0f MB/s" % (n, "lossless" if n == 200000000 else "LOST BYTES", el, n / el / 1e6))
+PY
+  $DOCKER rm -f bench-logs >/dev/null
 }
 
 bench_host pelagos
 echo "daemon RSS after the runs: $(rss "$pid")"
+echo "== [pelagos] daemon memory per running container (50 x docker run -d sleep)"
+before=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+for i in $(seq 50); do $DOCKER run -d --name "bench-idle-$i" busybox sleep 600 >/dev/null; done
+after=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+echo "daemon RSS $((before / 1024)) MiB -> $((after / 1024)) MiB: $(( (after - before) / 50 )) KiB per container"
+$DOCKER rm -f $($DOCKER ps -aq --filter name=bench-idle) >/dev/null
 if [ -n "${COMPARE_DOCKER_HOST:-}" ]; then
   export DOCKER_HOST=$COMPARE_DOCKER_HOST
   $DOCKER load -q -i "$FX/busybox.tar" >/dev/null

@@ -1182,6 +1182,41 @@ fn poll_http_get(addr: &str, path: &str) -> Option<String> {
     out
 }
 
+/// Concurrent full lifecycles through the API: every `true` exits 0 (a monitor that
+/// finished between a state read and its liveness check once read as a crash, 255), and
+/// nothing is left.
+#[test]
+fn concurrent_lifecycles_all_exit_zero() {
+    let Some(d) = Daemon::start() else { return };
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..15 {
+                    let (st, v) = d.json(
+                        "POST",
+                        "/v1.47/containers/create",
+                        r#"{"Image":"busybox","Cmd":["true"]}"#,
+                    );
+                    assert_eq!(st, 201, "{v}");
+                    let id = v["Id"].as_str().unwrap().to_string();
+                    let (st, _, b) = d.http("POST", &format!("/v1.47/containers/{id}/start"), b"");
+                    assert_eq!(st, 204, "{}", String::from_utf8_lossy(&b));
+                    let (_, w) = d.json("POST", &format!("/v1.47/containers/{id}/wait"), "");
+                    if w["StatusCode"] != 0 {
+                        failures.lock().unwrap().push(format!("{id}: {w}"));
+                    }
+                    let (st, _, _) = d.http("DELETE", &format!("/v1.47/containers/{id}"), b"");
+                    assert_eq!(st, 204);
+                }
+            });
+        }
+    });
+    let f = failures.into_inner().unwrap();
+    assert!(f.is_empty(), "{f:#?}");
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
+}
+
 #[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };

@@ -86,6 +86,26 @@ impl ContainerState {
         write_json_atomic(path, self)
     }
 
+    /// Loads the state as it really is (see [`Self::reconciled`]). A monitor records the
+    /// exit before it dies, so when the record says "running" and its monitor is gone, the
+    /// file is read once more: the monitor may have finished between our read and the
+    /// liveness check (a fast container under load), and then its own record is the truth,
+    /// not the 255 a crashed monitor gets.
+    pub fn load_reconciled(path: &Path) -> Result<Self> {
+        let first = Self::load(path)?;
+        if !first.claims_a_dead_monitor() {
+            return Ok(first);
+        }
+        Ok(Self::load(path)?.reconciled())
+    }
+
+    fn claims_a_dead_monitor(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Running | Status::Paused | Status::Restarting
+        ) && !monitor_alive(self.monitor_pid, self.monitor_start_time, &self.boot_id)
+    }
+
     /// The state as it really is: a "running" record whose monitor is gone (crash, reboot)
     /// reads as exited, like Docker after a host reboot.
     pub fn reconciled(mut self) -> Self {

@@ -122,8 +122,8 @@ impl ContainerStore {
             }
             Err(e) => return Err(e),
         };
-        let state = match ContainerState::load(&p.state()) {
-            Ok(s) => s.reconciled(),
+        let state = match ContainerState::load_reconciled(&p.state()) {
+            Ok(s) => s,
             Err(Error::Path { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NoSuchContainer(id.to_string()));
             }
