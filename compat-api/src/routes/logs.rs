@@ -1,7 +1,7 @@
 //! `GET /containers/{id}/logs`: the engine's log reader, framed like Docker (8-byte
-//! multiplexed headers unless the container has a TTY), each frame sent as it is read.
+//! multiplexed headers unless the container has a TTY), sent in batches that are flushed
+//! whenever the reader has caught up.
 
-use super::attach::frame;
 use super::containers::lookup;
 use crate::error::{ApiError, ApiResult};
 use crate::params::{Params, flag};
@@ -59,6 +59,23 @@ pub async fn logs(
     let cid = c.record.id.clone();
     tokio::task::spawn_blocking(move || {
         let mut at_line_start = [true; 3];
+        // Frames are batched into chunks of up to BATCH bytes: one body chunk (and one
+        // channel message) per log line made a 200 MB log cost millions of small writes.
+        // The batch goes out whenever the reader catches up with the writer, so `-f`
+        // still shows each line as it is logged.
+        const BATCH: usize = 64 * 1024;
+        let batch = std::cell::RefCell::new(Vec::with_capacity(BATCH + 4096));
+        let send = |tx: &tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>| {
+            let chunk =
+                std::mem::replace(&mut *batch.borrow_mut(), Vec::with_capacity(BATCH + 4096));
+            if chunk.is_empty() {
+                return Flow::Continue;
+            }
+            match tx.blocking_send(Ok(chunk)) {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Stop,
+            }
+        };
         let tx2 = tx.clone();
         let _ = read_logs(
             &d2.engine,
@@ -73,27 +90,33 @@ pub async fn logs(
                     return Flow::Continue;
                 }
                 let idx = r.stream as usize;
-                let mut data = Vec::with_capacity(r.data.len() + 32);
-                if timestamps && at_line_start[idx] {
-                    let ts = chrono::DateTime::from_timestamp_nanos(r.ts_nanos);
-                    data.extend_from_slice(
-                        ts.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-                            .as_bytes(),
-                    );
-                    data.push(b' ');
-                }
-                data.extend_from_slice(&r.data);
+                let ts = (timestamps && at_line_start[idx]).then(|| {
+                    let t = chrono::DateTime::from_timestamp_nanos(r.ts_nanos);
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true) + " "
+                });
                 at_line_start[idx] = !r.partial;
-                match tx.blocking_send(Ok(frame(tty, r.stream as u8, &data))) {
-                    Ok(()) => Flow::Continue,
-                    Err(_) => Flow::Stop,
+                {
+                    // Written straight into the batch: header, timestamp, line.
+                    let mut b = batch.borrow_mut();
+                    let ts = ts.as_deref().unwrap_or("").as_bytes();
+                    if !tty {
+                        b.extend_from_slice(&[r.stream as u8, 0, 0, 0]);
+                        b.extend_from_slice(&((ts.len() + r.data.len()) as u32).to_be_bytes());
+                    }
+                    b.extend_from_slice(ts);
+                    b.extend_from_slice(&r.data);
+                }
+                if batch.borrow().len() >= BATCH {
+                    send(&tx)
+                } else {
+                    Flow::Continue
                 }
             },
             || {
                 if tx2.is_closed() {
                     Flow::Stop
                 } else {
-                    Flow::Continue
+                    send(&tx2)
                 }
             },
         );
