@@ -129,6 +129,21 @@ p.wait()
 el = time.monotonic() - t0
 print("%d bytes (%s) in %.2f s: %.0f MB/s" % (n, "lossless" if n == 200000000 else "LOST BYTES", el, n / el / 1e6))
 PY
+  python3 - "${DOCKER_HOST#unix://}" <<'PY'
+import socket, sys, time
+# The same log over the raw API (no docker CLI, whose per-frame write to stdout dominates
+# for short lines).
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+t0 = time.monotonic()
+s.sendall(b"GET /v1.47/containers/bench-logs/logs?stdout=1&stderr=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+n = 0
+while True:
+    b = s.recv(1 << 20)
+    if not b: break
+    n += len(b)
+el = time.monotonic() - t0
+print("raw API: %d bytes (frames + chunking) in %.2f s: %.0f MB/s" % (n, el, n / el / 1e6))
+PY
   $DOCKER rm -f bench-logs >/dev/null
 }
 

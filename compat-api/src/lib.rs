@@ -79,6 +79,14 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
                 tasks.push(tokio::spawn(async move {
                     loop {
                         if let Ok((s, _)) = l.accept().await {
+                            // Bulk responses (logs, exports, image saves) go out in large
+                            // writes instead of a ping-pong of ~2 KiB pieces with the
+                            // reader; the kernel charges only what is really queued.
+                            let _ = nix::sys::socket::setsockopt(
+                                &s,
+                                nix::sys::socket::sockopt::SndBufForce,
+                                &(4 << 20),
+                            );
                             tokio::spawn(server::serve_connection(app.clone(), s));
                         }
                     }
