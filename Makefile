@@ -38,8 +38,13 @@ REGISTRY ?= 127.0.0.1:5055
 
 test-root: deps fixtures
 	PELAGOS_TEST_REGISTRY=$(REGISTRY) bash integration/registry.sh start
+	fwd=$$(cat /proc/sys/net/ipv4/ip_forward); \
 	PELAGOS_TEST_REGISTRY=$(REGISTRY) PELAGOS_FIXTURES=$(FIXTURES) $(CARGO) test --workspace --test '*' -- --test-threads=2; \
-	rc=$$?; PELAGOS_TEST_REGISTRY=$(REGISTRY) bash integration/registry.sh stop; exit $$rc
+	rc=$$?; PELAGOS_TEST_REGISTRY=$(REGISTRY) bash integration/registry.sh stop; \
+	if [ "$$(cat /proc/sys/net/ipv4/ip_forward)" != "$$fwd" ]; then \
+		echo "the tests changed net.ipv4.ip_forward (was $$fwd): every test daemon.json must say ip-forward false"; \
+		echo "$$fwd" > /proc/sys/net/ipv4/ip_forward; rc=1; fi; \
+	exit $$rc
 
 test: lint test-unit test-root
 

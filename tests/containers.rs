@@ -770,9 +770,10 @@ fn stdin_is_piped_only_with_i() {
 fn tty_allocates_a_pty() {
     let Some(p) = Pelagos::new() else { return };
     let script = format!(
-        "PELAGOS_DATA_ROOT={} PELAGOS_RUN_ROOT={} {}={} {} run --rm -t busybox tty",
+        "PELAGOS_DATA_ROOT={} PELAGOS_RUN_ROOT={} PELAGOS_CONFIG={} {}={} {} run --rm -t busybox tty",
         p.data.display(),
         p.run_root.display(),
+        p.config_file().display(),
         common::RUN_TOKEN_VAR,
         common::run_token(),
         common::BIN

@@ -775,6 +775,12 @@ fn removing_everything_leaves_no_veth_pin_rule_or_dns_server() {
     assert_eq!(dns_servers(&p).len(), 1);
     let table = nft_table_of(&p);
     assert!(nft_list(&table).contains("dnat to"), "{}", nft_list(&table));
+    // ip-forward false (the harness's daemon.json): nothing is forwarded out of our bridges.
+    assert!(
+        nft_list(&table).contains("oifname != {") && nft_list(&table).contains("drop"),
+        "{}",
+        nft_list(&table)
+    );
     p.ok(&["rm", "-f", &a, &b]);
     // The kernel destroys a namespace (and its veths) asynchronously.
     assert!(

@@ -42,6 +42,13 @@ pub struct PortRule {
 pub struct Ruleset {
     pub bridges: Vec<BridgeRules>,
     pub ports: Vec<PortRule>,
+    /// daemon.json `ip-forward: false`: containers reach each other, the host and
+    /// published ports, but nothing is forwarded out of our bridges to other interfaces.
+    /// Our bridges forward through their own per-interface flag (needed between bridges
+    /// and for hairpinned published ports), which the kernel checks on the *incoming*
+    /// interface only, so without this rule they would route outbound traffic even with
+    /// the host's ip_forward off, unlike Docker with ip-forward false.
+    pub no_outbound: bool,
 }
 
 /// The kernel boundary, so the rest is testable without root.
@@ -208,6 +215,16 @@ pub fn batch(table: &str, rules: &Ruleset) -> Value {
                 ],
             ));
         }
+        if rules.no_outbound && !b.internal {
+            cmds.push(rule(
+                "forward",
+                vec![
+                    m(meta("iifname"), "==", json!(b.bridge)),
+                    m(meta("oifname"), "!=", json!({"set": ours.clone()})),
+                    json!({"drop": null}),
+                ],
+            ));
+        }
         if b.internal {
             cmds.push(rule(
                 "forward",
@@ -257,7 +274,28 @@ mod tests {
                 target: "10.1.0.2".parse().unwrap(),
                 target_port: 53,
             }],
+            no_outbound: false,
         }
+    }
+
+    #[test]
+    fn without_ip_forward_nothing_leaves_our_bridges() {
+        let with = batch("t", &sample()).to_string();
+        assert!(
+            !with.contains(
+                r#"{"match":{"left":{"meta":{"key":"oifname"}},"op":"!=","right":{"set""#
+            )
+        );
+        let mut r = sample();
+        r.no_outbound = true;
+        let s = batch("t", &r).to_string();
+        // Only for the non-internal bridge (an internal one is cut off already).
+        assert_eq!(
+            s.matches(r#"{"match":{"left":{"meta":{"key":"oifname"}},"op":"!=","right":{"set":["br-a","br-b"]}}}"#)
+                .count(),
+            1,
+            "{s}"
+        );
     }
 
     #[test]
@@ -314,9 +352,11 @@ mod tests {
             return;
         }
         let table = format!("pelagos_unit_{}", std::process::id());
-        Nft.apply(&table, &sample()).unwrap();
+        let mut rules = sample();
+        rules.no_outbound = true;
+        Nft.apply(&table, &rules).unwrap();
         // Applying again replaces rather than appends.
-        Nft.apply(&table, &sample()).unwrap();
+        Nft.apply(&table, &rules).unwrap();
         let out = Command::new("nft")
             .args(["-j", "list", "table", "ip", &table])
             .output()

@@ -551,7 +551,10 @@ impl Networks {
     }
 
     fn ruleset(&self) -> Result<Ruleset> {
-        let mut r = Ruleset::default();
+        let mut r = Ruleset {
+            no_outbound: !self.cfg.ip_forward,
+            ..Default::default()
+        };
         for n in self.stored()? {
             if let Ok((bridge, _, subnet)) = bridge_params(&n) {
                 r.bridges.push(BridgeRules {
