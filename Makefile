@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 FIXTURES ?= $(CURDIR)/integration/fixtures/out
-APT_PACKAGES := libseccomp-dev pkg-config busybox-static debootstrap python3 util-linux procps docker-registry skopeo apache2-utils openssl curl hyperfine nftables
+APT_PACKAGES := libseccomp-dev pkg-config busybox-static debootstrap python3 util-linux procps docker-registry skopeo apache2-utils openssl curl hyperfine nftables iproute2
 
 .PHONY: deps build release fixtures run test test-unit test-root lint bench clean
 

@@ -853,3 +853,36 @@ fn nft_list(table: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// After a reboot the bridges and our nftables table are gone while the networks are still
+/// stored: the first container brings both back, isolation and NAT rules included.
+#[test]
+fn bridges_and_rules_come_back_after_a_reboot() {
+    let Some(p) = Pelagos::new() else { return };
+    net(&p, "rb", &[]);
+    let table = nft_table_of(&p);
+    // What a reboot leaves: no bridge, no table (this root's objects only).
+    let del = std::process::Command::new("nft")
+        .args(["delete", "table", "ip", &table])
+        .status()
+        .unwrap();
+    assert!(del.success());
+    for l in our_links(&p) {
+        let ok = std::process::Command::new("ip")
+            .args(["link", "del", &l])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip link del {l}");
+    }
+    assert!(our_links(&p).is_empty());
+    let o = p.out(&["run", "--rm", "--network", "rb", "busybox", "true"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let rules = nft_list(&table);
+    assert!(rules.contains("masquerade"), "{rules}");
+    assert!(rules.contains("oifname != {"), "{rules}");
+    assert!(
+        our_links(&p).iter().any(|l| l.starts_with("br-")),
+        "{:?}",
+        our_links(&p)
+    );
+}

@@ -469,6 +469,9 @@ impl Networks {
         match netlink::get_if_sysctl(&bridge, "forwarding") {
             None => {
                 self.bring_up(&Nl::open()?, n)?;
+                // The bridge was gone (a reboot): so is our table. Masquerade, isolation
+                // and the no-outbound rule must be back before a container is wired.
+                self.sync_firewall()?;
             }
             Some(v) if v != "1" => netlink::set_if_sysctl(&bridge, "forwarding", "1")?,
             Some(_) => {}
