@@ -358,7 +358,22 @@ fn detached_logs_follow_stop_and_restart_daemon() {
     // The daemon stops; the container keeps running (its monitor owns it) and the next
     // daemon finds it.
     d.stop();
+    // Our nftables table lost while the daemon was down (e.g. `nft flush ruleset`): the
+    // next daemon rebuilds it from the stored networks.
+    let table = nft_tables_of_root(&d.p);
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert!(
+        Command::new("nft")
+            .args(["delete", "table", "ip", &table[0]])
+            .status()
+            .unwrap()
+            .success()
+    );
     d.spawn();
+    assert!(
+        poll_until(Duration::from_secs(5), || nft_tables_of_root(&d.p) == table),
+        "table not rebuilt"
+    );
     assert_eq!(
         d.ok(&["inspect", "-f", "{{.State.Running}}", "ticker"])
             .trim(),
@@ -1155,6 +1170,31 @@ fn networks_aliases_ports_connect_and_errors() {
     );
     let left = d.ok(&["network", "ls", "-q", "--filter", "type=custom"]);
     assert!(left.trim().is_empty(), "{left}");
+}
+
+/// This harness's nftables table (named after its default bridge, `pl<tag>` ->
+/// `pelagos_<tag>`), if it exists.
+fn nft_tables_of_root(p: &Pelagos) -> Vec<String> {
+    let tag = format!("pelagos:{}", p.data.display());
+    let bridges: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("ifalias")).is_ok_and(|a| a.trim() == tag)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pl"))
+        .collect();
+    let listed = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    bridges
+        .iter()
+        .map(|b| format!("pelagos_{}", &b[2..]))
+        .filter(|t| listed.lines().any(|l| l == format!("table ip {t}")))
+        .collect()
 }
 
 /// GET http://addr/path with a few retries while a server comes up; the body or None.

@@ -64,6 +64,17 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
         cfg.registry.clone(),
         cfg.net.clone(),
     )?);
+    // Our nftables table rebuilt from the state on disk: rules a crash or an older run
+    // left behind go, missing ones come back. In the background, so serving starts at once
+    // (`nft` takes ~20 ms); not fatal: the next network change retries.
+    if daemon.roots.data.join("networks").exists() {
+        let d = daemon.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = d.engine.networks().and_then(|n| Ok(n.sync_firewall()?)) {
+                tracing::warn!("firewall rules at start: {e}");
+            }
+        });
+    }
     let app = routes::router(daemon.clone());
     let hosts = if cfg.hosts.is_empty() {
         vec![Listen::Unix(config::DEFAULT_SOCKET.into())]
