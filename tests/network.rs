@@ -886,3 +886,66 @@ fn bridges_and_rules_come_back_after_a_reboot() {
         our_links(&p)
     );
 }
+
+/// `--dns` on a user network: resolv.conf still names the embedded server (container names
+/// keep resolving) and the other names go to the container's own servers. The "upstream"
+/// is a fake resolver on host loopback that answers every A query with 10.9.9.9.
+#[test]
+fn dns_option_on_a_user_network_keeps_names_and_forwards_the_rest() {
+    let Some(p) = Pelagos::new() else { return };
+    let upstream = UdpSocket::bind("127.0.0.77:53").expect("bind 127.0.0.77:53");
+    upstream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let fake = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((n, from)) = upstream.recv_from(&mut buf) else {
+                continue;
+            };
+            if n < 12 {
+                continue;
+            }
+            // Header: same id, a response with one answer; the question as asked.
+            let mut r = buf[..n].to_vec();
+            r[2] = 0x81;
+            r[3] = 0x80;
+            r[6..8].copy_from_slice(&[0, 1]);
+            r[8..12].copy_from_slice(&[0, 0, 0, 0]);
+            let qtype = u16::from_be_bytes([r[n - 4], r[n - 3]]);
+            if qtype != 1 {
+                r[6..8].copy_from_slice(&[0, 0]);
+            } else {
+                r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 9, 9, 9]);
+            }
+            let _ = upstream.send_to(&r, from);
+        }
+    });
+    net(&p, "dnsnet", &[]);
+    p.detached(&["--network", "dnsnet", "--name", "peer"], "sleep 60");
+    let peer_ip = ip_on(&p, "peer", "dnsnet");
+    let o = p.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "dnsnet",
+        "--dns",
+        "127.0.0.77",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup peer; nslookup elsewhere.test",
+    ]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = fake.join();
+    let gw = networks_of(&p, "peer")["dnsnet"]["Gateway"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(o.stdout.contains(&format!("nameserver {gw}\n")), "{o:?}");
+    assert!(!o.stdout.contains("nameserver 127.0.0.77"), "{o:?}");
+    assert!(o.stdout.contains(&format!("Address: {peer_ip}")), "{o:?}");
+    assert!(o.stdout.contains("Address: 10.9.9.9"), "{o:?}");
+}

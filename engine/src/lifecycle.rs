@@ -344,11 +344,10 @@ impl Engine {
                 hc.dns = self.net.dns.clone();
             }
             let mut text = resolv_conf(&host_resolv, &hc);
-            if let Some(dns) = info.as_ref().and_then(|i| i.dns_server)
-                && r.host_config.dns.is_empty()
-            {
-                // The network's embedded DNS server replaces the host's resolvers; it
-                // forwards what it does not know to them.
+            if let Some(dns) = info.as_ref().and_then(|i| i.dns_server) {
+                // The network's embedded DNS server replaces the resolvers (the host's,
+                // daemon.json's or the container's --dns); it forwards what it does not
+                // know to them, as Docker's 127.0.0.11 does.
                 let rest: String = text
                     .lines()
                     .filter(|l| !l.starts_with("nameserver"))
@@ -492,6 +491,7 @@ impl Engine {
                 &network::ContainerRef {
                     id: c.record.id.clone(),
                     name: c.record.name.clone(),
+                    dns: c.record.host_config.dns.clone(),
                 },
                 &n.id,
                 &cfg,

@@ -182,6 +182,7 @@ pub fn setup(
         container: ContainerRef {
             id: r.id.clone(),
             name: r.name.clone(),
+            dns: r.host_config.dns.clone(),
         },
         networks: order,
         ports: port_mappings(r)?,

@@ -238,14 +238,14 @@ fn serve(
         }
         if pfds[0].revents & libc::POLLIN != 0
             && let Ok((len, from)) = sock.recv_from(&mut buf)
-            && let Some(r) = respond(&dir, &buf[..len], upstream)
+            && let Some(r) = respond(&dir, &buf[..len], from.ip(), upstream)
         {
             let _ = sock.send_to(&r, from);
         }
         if pfds[1].revents & libc::POLLIN != 0
-            && let Ok((conn, _)) = tcp.accept()
+            && let Ok((conn, from)) = tcp.accept()
         {
-            serve_tcp(&dir, conn, upstream);
+            serve_tcp(&dir, conn, from.ip(), upstream);
         }
         if pfds[2].revents & libc::POLLIN != 0 {
             if let Some(i) = &ino {
@@ -267,12 +267,30 @@ fn serve(
     }
 }
 
-/// The answer to one query: ours from the endpoint records, others from upstream.
-fn respond(dir: &Path, query: &[u8], upstream: &[Ipv4Addr]) -> Option<Vec<u8>> {
+/// The answer to one query: ours from the endpoint records, others from upstream: the
+/// asking container's own `--dns` servers when it has some, else the network's.
+fn respond(
+    dir: &Path,
+    query: &[u8],
+    client: std::net::IpAddr,
+    upstream: &[Ipv4Addr],
+) -> Option<Vec<u8>> {
     let eps = read_endpoints(dir).unwrap_or_default();
     match answer(query, |name| lookup(&eps, name)) {
         Reply::Local(r) => Some(r),
-        Reply::Forward => forward(query, upstream),
+        Reply::Forward => {
+            let own: Vec<Ipv4Addr> = eps
+                .iter()
+                .find(|e| e.ip_address.parse::<std::net::IpAddr>().ok() == Some(client))
+                .map(|e| {
+                    e.upstream_dns
+                        .iter()
+                        .filter_map(|a| a.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            forward(query, if own.is_empty() { upstream } else { &own })
+        }
         Reply::Drop => None,
     }
 }
@@ -280,7 +298,12 @@ fn respond(dir: &Path, query: &[u8], upstream: &[Ipv4Addr]) -> Option<Vec<u8>> {
 /// DNS over TCP (RFC 1035 4.2.2: two-byte length prefix), for clients that retry over TCP
 /// or use it by choice. One connection at a time, with short timeouts so a stalled client
 /// cannot hold the server.
-fn serve_tcp(dir: &Path, mut conn: std::net::TcpStream, upstream: &[Ipv4Addr]) {
+fn serve_tcp(
+    dir: &Path,
+    mut conn: std::net::TcpStream,
+    client: std::net::IpAddr,
+    upstream: &[Ipv4Addr],
+) {
     use std::io::{Read, Write};
     let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
@@ -294,7 +317,7 @@ fn serve_tcp(dir: &Path, mut conn: std::net::TcpStream, upstream: &[Ipv4Addr]) {
         if conn.read_exact(&mut q).is_err() {
             return;
         }
-        let Some(r) = respond(dir, &q, upstream) else {
+        let Some(r) = respond(dir, &q, client, upstream) else {
             return;
         };
         let Ok(rlen) = u16::try_from(r.len()) else {

@@ -62,6 +62,9 @@ pub struct CreateRequest {
 pub struct ContainerRef {
     pub id: String,
     pub name: String,
+    /// The container's own `--dns` servers: on user networks its resolv.conf still names
+    /// the embedded server (so container names resolve), which forwards the rest there.
+    pub dns: Vec<String>,
 }
 
 /// What [`Networks::setup`] wires.
@@ -810,6 +813,7 @@ impl Networks {
             endpoint_id: random_id(),
             container_id: container.id.clone(),
             container_name: container.name.clone(),
+            upstream_dns: container.dns.clone(),
             aliases: c.aliases.clone(),
             ip_address: ip.to_string(),
             ip_prefix_len: subnet.prefix(),

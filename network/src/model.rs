@@ -133,6 +133,9 @@ pub struct Endpoint {
     pub host_veth: String,
     /// What the container asked for (kept so connect's settings show in inspect).
     pub config: EndpointConfig,
+    /// The container's `--dns` servers, where the embedded DNS forwards its other queries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream_dns: Vec<String>,
 }
 
 impl Endpoint {
