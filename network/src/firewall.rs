@@ -1,9 +1,15 @@
 //! NAT, published ports and isolation in nftables, in our own `ip` table only.
 //!
-//! Every change rebuilds the whole table from the state on disk in ONE `nft -j -f -`
-//! transaction (add table, delete table, add table + chains + rules): atomic, so a reader
-//! never sees half a ruleset, and idempotent, so stale rules of a previous run (crash,
-//! reboot) disappear on the next change. Other tables are never read or flushed.
+//! Network-level changes (network create/remove, daemon start, a bridge recreated after a
+//! reboot) rebuild the whole table from the state on disk in ONE `nft -j -f -`
+//! transaction (add table, delete table, add table + chains + rules + map elements):
+//! atomic, so a reader never sees half a ruleset, and idempotent, so stale rules of a
+//! previous run (crash, reboot) disappear. Other tables are never read or flushed.
+//!
+//! Per container nothing is rebuilt and no process runs: published ports are elements of
+//! four maps (see [`MAPS`]) that two static DNAT rules look up, and a container's start and
+//! exit add and delete its elements in one nf_tables netlink batch (`nftnl.rs`). If that
+//! fails (someone flushed our table, an element is stale), the caller rebuilds the table.
 //!
 //! Published ports use DNAT rather than a userland proxy: a daemonless CLI has no
 //! long-lived process to run the proxy in (the per-container monitor is deliberately tiny
@@ -57,6 +63,75 @@ pub trait Firewall {
     fn apply(&self, table: &str, rules: &Ruleset) -> Result<()>;
     /// Deletes our table (nothing else).
     fn remove(&self, table: &str) -> Result<()>;
+    /// One container's published ports in or out of the port maps, without touching the
+    /// rest. Any error leaves the table as it was; callers then rebuild with `apply`.
+    fn update_ports(&self, table: &str, add: &[PortRule], remove: &[PortRule]) -> Result<()>;
+}
+
+/// Published ports live in four maps: the target address and the target port (one
+/// lookup each: nft's JSON input takes no concatenated map data), for mappings on one host
+/// address (key `ip daddr . meta l4proto . th dport`) and on every local address (key
+/// `meta l4proto . th dport`).
+pub const MAPS: [(&str, bool, bool); 4] = [
+    // (name, keyed by host address, holds the address (else the port))
+    ("ports_addr_ip", true, true),
+    ("ports_addr_port", true, false),
+    ("ports_any_ip", false, true),
+    ("ports_any_port", false, false),
+];
+
+fn proto_number(proto: &str) -> u8 {
+    match proto {
+        "udp" => 17,
+        "sctp" => 132,
+        _ => 6,
+    }
+}
+
+/// A mapping's elements in register layout, one per map it belongs to: (map, element).
+pub fn port_elements(p: &PortRule) -> Vec<(&'static str, crate::nftnl::Element)> {
+    use crate::nftnl::{Concat, Element};
+    let mut key = Concat::default();
+    if let Some(ip) = p.host_ip {
+        key = key.field(&ip.octets());
+    }
+    let key = key
+        .field(&[proto_number(&p.proto)])
+        .field(&p.host_port.to_be_bytes())
+        .bytes();
+    MAPS.iter()
+        .filter(|(_, by_addr, _)| *by_addr == p.host_ip.is_some())
+        .map(|(name, _, holds_ip)| {
+            // Map data is exactly the data type's size (4 or 2 bytes), unpadded.
+            let data = if *holds_ip {
+                p.target.octets().to_vec()
+            } else {
+                p.target_port.to_be_bytes().to_vec()
+            };
+            (
+                *name,
+                Element {
+                    key: key.clone(),
+                    data,
+                },
+            )
+        })
+        .collect()
+}
+
+fn map_changes(rules: &[PortRule], add: bool) -> Vec<crate::nftnl::MapChange> {
+    let all: Vec<(&str, crate::nftnl::Element)> = rules.iter().flat_map(port_elements).collect();
+    MAPS.iter()
+        .map(|(map, _, _)| crate::nftnl::MapChange {
+            map: map.to_string(),
+            add,
+            elements: all
+                .iter()
+                .filter(|(m, _)| m == map)
+                .map(|(_, e)| e.clone())
+                .collect(),
+        })
+        .collect()
 }
 
 /// The real firewall: the `nft` binary in JSON mode.
@@ -99,6 +174,11 @@ impl Firewall for Nft {
     fn remove(&self, table: &str) -> Result<()> {
         let t = json!({"family": "ip", "name": table});
         self.run(&json!({"nftables": [{"add": {"table": t}}, {"delete": {"table": t}}]}))
+    }
+    fn update_ports(&self, table: &str, add: &[PortRule], remove: &[PortRule]) -> Result<()> {
+        let mut changes = map_changes(remove, false);
+        changes.extend(map_changes(add, true));
+        crate::nftnl::apply(table, &changes)
     }
 }
 
@@ -149,15 +229,66 @@ pub fn batch(table: &str, rules: &Ruleset) -> Value {
     ];
     cmds.push(rule("prerouting", to_ports.clone()));
     cmds.push(rule("output", to_ports));
-    for p in &rules.ports {
-        let mut e = Vec::new();
-        if let Some(ip) = p.host_ip {
-            e.push(m(payload("ip", "daddr"), "==", json!(ip.to_string())));
+    // Published ports are map elements, so a container adds and removes its own over
+    // netlink (nftnl.rs) without rebuilding the table; these two rules never change.
+    // An address-specific mapping wins over an every-address one.
+    for by_addr in [true, false] {
+        let mut key = Vec::new();
+        if by_addr {
+            key.push(payload("ip", "daddr"));
         }
-        e.push(m(meta("l4proto"), "==", json!(p.proto)));
-        e.push(m(payload("th", "dport"), "==", json!(p.host_port)));
-        e.push(json!({"dnat": {"addr": p.target.to_string(), "port": p.target_port}}));
-        cmds.push(rule("ports", e));
+        key.push(meta("l4proto"));
+        key.push(payload("th", "dport"));
+        let key = json!({"concat": key});
+        let key_types = if by_addr {
+            json!(["ipv4_addr", "inet_proto", "inet_service"])
+        } else {
+            json!(["inet_proto", "inet_service"])
+        };
+        let mut names = ("", "");
+        for (name, _, holds_ip) in MAPS.iter().filter(|(_, b, _)| *b == by_addr) {
+            if *holds_ip {
+                names.0 = name;
+            } else {
+                names.1 = name;
+            }
+            cmds.push(json!({"add": {"map": {
+                "family": "ip", "table": table, "name": name, "type": key_types.clone(),
+                "map": if *holds_ip { "ipv4_addr" } else { "inet_service" }
+            }}}));
+            let elems: Vec<Value> = rules
+                .ports
+                .iter()
+                .filter(|p| p.host_ip.is_some() == by_addr)
+                .map(|p| {
+                    let mut k = Vec::new();
+                    if let Some(ip) = p.host_ip {
+                        k.push(json!(ip.to_string()));
+                    }
+                    k.push(json!(p.proto));
+                    k.push(json!(p.host_port));
+                    let data = if *holds_ip {
+                        json!(p.target.to_string())
+                    } else {
+                        json!(p.target_port)
+                    };
+                    json!([{"concat": k}, data])
+                })
+                .collect();
+            if !elems.is_empty() {
+                cmds.push(json!({"add": {"element": {
+                    "family": "ip", "table": table, "name": name, "elem": elems
+                }}}));
+            }
+        }
+        cmds.push(rule(
+            "ports",
+            vec![json!({"dnat": {
+                "family": "ip",
+                "addr": {"map": {"key": key.clone(), "data": format!("@{}", names.0)}},
+                "port": {"map": {"key": key, "data": format!("@{}", names.1)}}
+            }})],
+        ));
     }
     let ours: Vec<Value> = rules.bridges.iter().map(|b| json!(b.bridge)).collect();
     // Published ports are reachable from other networks through the host's address.
@@ -319,13 +450,16 @@ mod tests {
     #[test]
     fn rules_cover_nat_ports_and_isolation() {
         let s = batch("t", &sample()).to_string();
-        // DNAT of the UDP port restricted to 127.0.0.1.
+        // The UDP port on 127.0.0.1 as elements of the by-address maps.
         assert!(
-            s.contains(r#"{"dnat":{"addr":"10.1.0.2","port":53}}"#),
+            s.contains(r#"[{"concat":["127.0.0.1","udp",5353]},"10.1.0.2"]"#),
             "{s}"
         );
-        assert!(s.contains(r#""right":"udp""#));
-        assert!(s.contains(r#""right":"127.0.0.1""#));
+        assert!(
+            s.contains(r#"[{"concat":["127.0.0.1","udp",5353]},53]"#),
+            "{s}"
+        );
+        assert_eq!(s.matches(r#"{"dnat":"#).count(), 2, "{s}");
         // Outbound masquerade only for the non-internal network.
         // (masquerade + hairpin for the first, hairpin only for the internal one)
         assert_eq!(s.matches(r#"{"addr":"10.1.0.0","len":16}"#).count(), 2);
@@ -339,8 +473,8 @@ mod tests {
     fn empty_ruleset_still_has_base_chains() {
         let b = batch("t", &Ruleset::default());
         let n = b["nftables"].as_array().unwrap().len();
-        // table x3, 5 chains, 2 jumps, 1 dnat-accept.
-        assert_eq!(n, 11);
+        // table x3, 5 chains, 2 jumps, 4 port maps, 2 map-driven dnat rules, 1 dnat-accept.
+        assert_eq!(n, 17);
     }
 
     /// The batch is accepted by the real nft (root only; a private table, removed again).
@@ -362,8 +496,50 @@ mod tests {
             .output()
             .unwrap();
         let listed = String::from_utf8_lossy(&out.stdout).to_string();
+        let list = || {
+            let o = Command::new("nft")
+                .args(["list", "table", "ip", &table])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).to_string()
+        };
+        // A container's ports in and out over netlink, next to the rebuilt ones.
+        let extra = [
+            PortRule {
+                proto: "tcp".into(),
+                host_ip: None,
+                host_port: 18080,
+                target: "10.1.0.7".parse().unwrap(),
+                target_port: 80,
+            },
+            PortRule {
+                proto: "tcp".into(),
+                host_ip: Some("127.0.0.1".parse().unwrap()),
+                host_port: 18081,
+                target: "10.1.0.7".parse().unwrap(),
+                target_port: 81,
+            },
+        ];
+        Nft.update_ports(&table, &extra, &[]).unwrap();
+        let with = list();
+        // Adding the same again is harmless; deleting what is gone is an error (the
+        // caller then rebuilds).
+        Nft.update_ports(&table, &extra, &[]).unwrap();
+        Nft.update_ports(&table, &[], &extra).unwrap();
+        let without = list();
+        let twice = Nft.update_ports(&table, &[], &extra);
         Nft.remove(&table).unwrap();
-        assert_eq!(listed.matches("\"dnat\": {\"addr\"").count(), 1, "{listed}");
+        assert_eq!(listed.matches("\"dnat\": {").count(), 2, "{listed}");
+        assert!(with.contains("tcp . 18080 : 10.1.0.7"), "{with}");
+        assert!(with.contains("tcp . 18080 : 80"), "{with}");
+        assert!(with.contains("127.0.0.1 . tcp . 18081 : 81"), "{with}");
+        assert!(with.contains("127.0.0.1 . udp . 5353 : 53"), "{with}");
+        assert!(
+            !without.contains("18080") && !without.contains("18081"),
+            "{without}"
+        );
+        assert!(without.contains("127.0.0.1 . udp . 5353 : 53"), "{without}");
+        assert!(twice.is_err());
         let gone = Command::new("nft")
             .args(["list", "table", "ip", &table])
             .output()

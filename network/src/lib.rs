@@ -21,6 +21,7 @@ pub mod ipam;
 pub mod ipnet;
 pub mod model;
 pub mod netlink;
+pub mod nftnl;
 pub mod ports;
 
 pub use config::{NetConfig, NetSettings};
@@ -575,22 +576,7 @@ impl Networks {
             }
         }
         for sb in self.sandboxes()? {
-            let Ok(target) = sb.port_target.parse::<Ipv4Addr>() else {
-                continue;
-            };
-            for p in &sb.ports {
-                r.ports.push(PortRule {
-                    proto: p.proto.clone(),
-                    host_ip: p
-                        .host_ip
-                        .parse()
-                        .ok()
-                        .filter(|ip: &Ipv4Addr| !ip.is_unspecified()),
-                    host_port: p.host_port,
-                    target,
-                    target_port: p.container_port,
-                });
-            }
+            r.ports.extend(port_rules(&sb));
         }
         Ok(r)
     }
@@ -735,7 +721,7 @@ impl Networks {
             sandbox.ports = ports::allocate(&req.ports, &taken)?;
             sandbox.port_target = target;
             write_json(&self.sandbox_file(&container.id), &*sandbox)?;
-            self.sync_firewall()?;
+            self.publish(&port_rules(sandbox), &[])?;
         }
         let mut dns_server = None;
         for (n, _, _, _) in &jobs {
@@ -920,11 +906,48 @@ impl Networks {
         }
         netlink::unpin(&self.netns_pin(cid))?;
         remove_if_exists(&self.sandbox_file(cid))?;
-        if had_ports {
-            self.sync_firewall()?;
+        if let Some(sb) = sb.as_ref().filter(|_| had_ports) {
+            self.publish(&[], &port_rules(sb))?;
         }
         Ok(())
     }
+
+    /// One container's published ports in (`add`) or out (`remove`) of the firewall: map
+    /// elements over netlink, no `nft` process. The sandbox files on disk are already
+    /// updated, so if the element change fails (say our table was flushed by someone),
+    /// rebuilding the whole table from them gives the same result.
+    fn publish(&self, add: &[PortRule], remove: &[PortRule]) -> Result<()> {
+        let _l = Lock::exclusive(&self.cfg.run_dir().join("firewall.lock"))?;
+        match self.fw.update_ports(&self.cfg.nft_table, add, remove) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!("port map update failed ({e}); rebuilding the table");
+                let rules = self.ruleset()?;
+                self.fw.apply(&self.cfg.nft_table, &rules)
+            }
+        }
+    }
+}
+
+/// The firewall's view of a sandbox's published ports.
+fn port_rules(sb: &Sandbox) -> Vec<PortRule> {
+    let Ok(target) = sb.port_target.parse::<Ipv4Addr>() else {
+        return vec![];
+    };
+    sb.ports
+        .iter()
+        .map(|p| PortRule {
+            proto: p.proto.clone(),
+            host_ip: p
+                .host_ip
+                .parse()
+                .ok()
+                .filter(|ip: &Ipv4Addr| !ip.is_unspecified()),
+            host_port: p.host_port,
+            target,
+            target_port: p.container_port,
+        })
+        .collect()
 }
 
 /// Kernel side of one endpoint: the veth pair into the namespace, address, route.
