@@ -1010,3 +1010,101 @@ fn socket_permissions() {
     let mode = std::fs::metadata(&d.sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
 }
+
+/// Sends one request without `Upgrade` and returns (head, everything after it until the
+/// daemon closes the connection). Once the head has arrived, `after_head` runs.
+fn raw_hijack(d: &Daemon, path: &str, body: &[u8], after_head: impl FnOnce()) -> (String, Vec<u8>) {
+    let mut s = UnixStream::connect(&d.sock).expect("connect daemon");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: api.moby.localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf).expect("read head");
+        assert!(
+            n > 0,
+            "closed before the head: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    };
+    after_head();
+    s.read_to_end(&mut raw).expect("read stream until close");
+    (
+        String::from_utf8_lossy(&raw[..split]).into_owned(),
+        raw[split + 4..].to_vec(),
+    )
+}
+
+#[test]
+fn attach_and_exec_start_without_upgrade_stream_raw_until_close() {
+    let Some(d) = Daemon::start() else { return };
+    let mux = [
+        &[1u8, 0, 0, 0, 0, 0, 0, 4][..],
+        b"out\n",
+        &[2u8, 0, 0, 0, 0, 0, 0, 4][..],
+        b"err\n",
+    ]
+    .concat();
+    let check_head = |head: &str| {
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.starts_with("http/1.") && lower.contains(" 200 ok"),
+            "{head}"
+        );
+        assert!(
+            lower.contains("content-type: application/vnd.docker.multiplexed-stream"),
+            "{head}"
+        );
+        // Close-delimited, as Docker's hijack: neither chunked nor a length.
+        assert!(!lower.contains("transfer-encoding"), "{head}");
+        assert!(!lower.contains("content-length"), "{head}");
+    };
+    // Attach opened before start (as dockerode does for `run`), then the container starts.
+    d.ok(&[
+        "create",
+        "--name",
+        "rawatt",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; sleep 0.2; echo err >&2",
+    ]);
+    let (head, body) = raw_hijack(
+        &d,
+        "/containers/rawatt/attach?stream=1&stdout=1&stderr=1",
+        b"",
+        || {
+            d.ok(&["start", "rawatt"]);
+        },
+    );
+    check_head(&head);
+    assert_eq!(body, mux, "{}", String::from_utf8_lossy(&body));
+    // Exec start without Upgrade (dockerode's exec.start).
+    d.ok(&["run", "-d", "--name", "rawexec", "busybox", "sleep", "60"]);
+    let (st, v) = d.json(
+        "POST",
+        "/containers/rawexec/exec",
+        r#"{"Cmd":["sh","-c","echo out; sleep 0.2; echo err >&2"],"AttachStdout":true,"AttachStderr":true}"#,
+    );
+    assert_eq!(st, 201, "{v}");
+    let exec = v["Id"].as_str().unwrap().to_string();
+    let (head, body) = raw_hijack(
+        &d,
+        &format!("/exec/{exec}/start"),
+        br#"{"Detach":false,"Tty":false}"#,
+        || {},
+    );
+    check_head(&head);
+    assert_eq!(body, mux, "{}", String::from_utf8_lossy(&body));
+    d.ok(&["rm", "-f", "rawatt", "rawexec"]);
+    assert!(d.pings());
+}

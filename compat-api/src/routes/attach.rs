@@ -1,6 +1,6 @@
 //! Hijacked streams: `POST /containers/{id}/attach` here, and the pump shared with exec
 //! start. With `Upgrade: tcp` the answer is 101 and the connection becomes a raw byte
-//! stream both ways; without it, 200 and the output as the body (no stdin).
+//! stream both ways; without it, 200 and the output written raw until close (no stdin).
 
 use super::containers::{add_pending, attach_streams, lookup};
 use crate::error::ApiResult;
@@ -9,7 +9,7 @@ use crate::state::AppState;
 use crate::supervise::{self, PendingAttach, Writer};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderValue, Response, StatusCode, Version, header};
 use engine::runtime::attach::{Decoder, FrameKind};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,6 +44,11 @@ pub fn hijack(req: Request, tty: bool, output: OutRx, stdin: Option<InTx>) -> Re
             }
         });
         let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
+        // Docker hijacks anyway and writes the stream raw until it closes the connection:
+        // no chunking, no Content-Length. hyper only frames a streamed body that way
+        // (close-delimited, then closes) for an HTTP/1.0 response, so the status line says
+        // HTTP/1.0; clients reading "until EOF" (dockerode, docker-py) see the same bytes.
+        *r.version_mut() = Version::HTTP_10;
         r.headers_mut()
             .insert(header::CONTENT_TYPE, content_type(tty));
         return r;
