@@ -1108,3 +1108,55 @@ fn attach_and_exec_start_without_upgrade_stream_raw_until_close() {
     d.ok(&["rm", "-f", "rawatt", "rawexec"]);
     assert!(d.pings());
 }
+
+#[test]
+fn attach_with_logs_replays_before_live_output() {
+    let Some(d) = Daemon::start() else { return };
+    let frame = |s: u8, b: &[u8]| [&[s, 0, 0, 0][..], &(b.len() as u32).to_be_bytes(), b].concat();
+    d.ok(&[
+        "run",
+        "--name",
+        "logged",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; sleep 0.2; echo two >&2",
+    ]);
+    // logs=1&stream=0: the stored log, then the connection closes.
+    let (head, body) = raw_hijack(
+        &d,
+        "/containers/logged/attach?logs=1&stream=0&stdout=1&stderr=1",
+        b"",
+        || {},
+    );
+    assert!(head.contains(" 200 "), "{head}");
+    assert_eq!(
+        body,
+        [frame(1, b"one\n"), frame(2, b"two\n")].concat(),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // logs=1&stream=1 on the exited container: the replay (stdout only, as asked), then
+    // the live output of the next start, then close when it exits.
+    let (_, body) = raw_hijack(
+        &d,
+        "/containers/logged/attach?logs=1&stream=1&stdout=1",
+        b"",
+        || {
+            d.ok(&["start", "logged"]);
+        },
+    );
+    assert_eq!(
+        body,
+        [frame(1, b"one\n"), frame(1, b"one\n")].concat(),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // `docker start -a` of the stopped container shows its output.
+    let o = d.docker(&["start", "-a", "logged"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "one\n");
+    assert_eq!(o.stderr, "two\n");
+    d.ok(&["rm", "logged"]);
+    assert!(d.pings());
+}
