@@ -1160,3 +1160,79 @@ fn attach_with_logs_replays_before_live_output() {
     d.ok(&["rm", "logged"]);
     assert!(d.pings());
 }
+
+#[test]
+fn registry_auth_header_login_push_and_pull() {
+    let Some(d) = Daemon::start() else { return };
+    let Some(reg) = std::env::var("PELAGOS_TEST_REGISTRY")
+        .ok()
+        .filter(|r| !r.is_empty())
+    else {
+        println!("skipped: PELAGOS_TEST_REGISTRY is not set");
+        return;
+    };
+    // integration/registry.sh: the htpasswd instance listens on the next port.
+    let (host, port) = reg.rsplit_once(':').expect("host:port");
+    let auth = format!("{host}:{}", port.parse::<u16>().expect("port") + 1);
+    let cfg = d.p.fixtures.join("config.tar");
+    d.ok(&["load", "-i", cfg.to_str().unwrap()]);
+    let image = format!("{auth}/apiproto/authed:v1");
+    d.ok(&["tag", "pelagos-test/config", &image]);
+    // Not logged in: the registry refuses, in-band after the 200.
+    let o = d.docker(&["push", &image]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(o.stderr.contains("authentication required"), "{}", o.stderr);
+    // A wrong password is refused by `POST /auth` (checked against the registry).
+    let o = d.docker_input(
+        &["login", "-u", "pelagos", "--password-stdin", &auth],
+        Some(b"wrong\n"),
+    );
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(
+        o.stderr.to_ascii_lowercase().contains("unauthorized"),
+        "{}",
+        o.stderr
+    );
+    // The CLI stores the login in its own config (not the daemon's) and sends it as
+    // X-Registry-Auth on push and pull.
+    let o = d.docker_input(
+        &["login", "-u", "pelagos", "--password-stdin", &auth],
+        Some(b"pelagos-secret\n"),
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("Login Succeeded"), "{}", o.stdout);
+    let o = d.ok(&["push", &image]);
+    assert!(o.contains("digest: sha256:"), "{o}");
+    d.ok(&["rmi", &image]);
+    let o = d.ok(&["pull", &image]);
+    assert!(o.contains("Downloaded newer image"), "{o}");
+    d.ok(&["rmi", &image]);
+    // The header straight from the API with a wrong password: the registry refuses before
+    // any progress, so (as dockerd) a status code and a JSON message, and no image.
+    use base64::Engine as _;
+    let bad = base64::engine::general_purpose::URL_SAFE.encode(format!(
+        r#"{{"username":"pelagos","password":"wrong","serveraddress":"{auth}"}}"#
+    ));
+    let mut s = UnixStream::connect(&d.sock).expect("connect daemon");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST /images/create?fromImage={auth}/apiproto/authed&tag=v1 HTTP/1.1\r\nHost: x\r\nX-Registry-Auth: {bad}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    assert!(!raw.starts_with("HTTP/1.1 2"), "{raw}");
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("authentication required")),
+        "{raw}"
+    );
+    let o = d.docker(&["image", "inspect", &image]);
+    assert_ne!(o.code, 0);
+    d.ok(&["rmi", "pelagos-test/config"]);
+    assert!(d.pings());
+}
