@@ -1236,3 +1236,106 @@ fn registry_auth_header_login_push_and_pull() {
     d.ok(&["rmi", "pelagos-test/config"]);
     assert!(d.pings());
 }
+
+/// A tar built from raw entries, hostile ones included (`tar::Header::set_path` refuses
+/// `..`, so names are written into the header directly). `link` makes a symlink.
+fn raw_tar(entries: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut tarball = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut tarball);
+        for (name, link, data) in entries {
+            let mut hdr = tar::Header::new_gnu();
+            hdr.set_mode(0o755);
+            match link {
+                Some(target) => {
+                    hdr.set_entry_type(tar::EntryType::Symlink);
+                    hdr.set_size(0);
+                    hdr.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
+                }
+                None => {
+                    hdr.set_entry_type(tar::EntryType::Regular);
+                    hdr.set_size(data.len() as u64);
+                }
+            }
+            hdr.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            hdr.set_cksum();
+            let body: &[u8] = if link.is_some() { &[] } else { data };
+            b.append(&hdr, body).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    tarball
+}
+
+#[test]
+fn hostile_bodies_and_tars_write_nothing_outside() {
+    let Some(d) = Daemon::start() else { return };
+    // Wrong types in HostConfig and an invalid name: 400 with Docker's message.
+    let (st, v) = d.json(
+        "POST",
+        "/containers/create",
+        r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Memory":"abc"}}"#,
+    );
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = d.json(
+        "POST",
+        "/containers/create?name=-x",
+        r#"{"Image":"busybox","Cmd":["true"]}"#,
+    );
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (
+            400,
+            Some("Invalid container name (-x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        )
+    );
+    // An absolute symlink, then a file through it: must land inside the container, if
+    // anywhere. The host directory exists so that an escape would succeed.
+    let host_dir = std::path::Path::new("/tmp/pelagos-apiproto-hostile");
+    let _ = std::fs::remove_dir_all(host_dir);
+    std::fs::create_dir_all(host_dir).unwrap();
+    d.ok(&["create", "--name", "hostile", "busybox", "true"]);
+    let t = raw_tar(&[
+        ("evil", Some("/tmp/pelagos-apiproto-hostile"), b""),
+        ("evil/pwned", None, b"pwned"),
+    ]);
+    let (st, _, _) = d.http("PUT", "/containers/hostile/archive?path=/", &t);
+    assert!(st == 200 || st == 400, "archive put: {st}");
+    let t = raw_tar(&[
+        (
+            "up",
+            Some("../../../../../../tmp/pelagos-apiproto-hostile"),
+            b"",
+        ),
+        ("up/pwned2", None, b"x"),
+    ]);
+    let (st, _, _) = d.http("PUT", "/containers/hostile/archive?path=/", &t);
+    assert!(st == 200 || st == 400, "archive put: {st}");
+    // Image load with a `..` entry and with a symlink escape: refused, nothing written.
+    let images_before = d.ok(&["images", "-q", "--no-trunc"]);
+    for t in [
+        raw_tar(&[(
+            "../../../../../../tmp/pelagos-apiproto-hostile/load",
+            None,
+            b"x",
+        )]),
+        raw_tar(&[
+            ("evil", Some("/tmp/pelagos-apiproto-hostile"), b""),
+            ("evil/load2", None, b"x"),
+            ("manifest.json", None, b"[]"),
+        ]),
+    ] {
+        let (st, _, body) = d.http("POST", "/images/load?quiet=1", &t);
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            st >= 400 || text.contains("error"),
+            "hostile load accepted: {st} {text}"
+        );
+    }
+    assert_eq!(d.ok(&["images", "-q", "--no-trunc"]), images_before);
+    let left: Vec<_> = std::fs::read_dir(host_dir).unwrap().flatten().collect();
+    assert!(left.is_empty(), "written outside: {left:?}");
+    std::fs::remove_dir_all(host_dir).unwrap();
+    d.ok(&["rm", "hostile"]);
+    assert!(d.pings());
+}
