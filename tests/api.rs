@@ -1264,3 +1264,332 @@ fn socket_permissions() {
     let mode = std::fs::metadata(&d.sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
 }
+
+/// Sends one request without `Upgrade` and returns (head, everything after it until the
+/// daemon closes the connection). Once the head has arrived, `after_head` runs.
+fn raw_hijack(d: &Daemon, path: &str, body: &[u8], after_head: impl FnOnce()) -> (String, Vec<u8>) {
+    let mut s = UnixStream::connect(&d.sock).expect("connect daemon");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: api.moby.localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf).expect("read head");
+        assert!(
+            n > 0,
+            "closed before the head: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    };
+    after_head();
+    s.read_to_end(&mut raw).expect("read stream until close");
+    (
+        String::from_utf8_lossy(&raw[..split]).into_owned(),
+        raw[split + 4..].to_vec(),
+    )
+}
+
+#[test]
+fn attach_and_exec_start_without_upgrade_stream_raw_until_close() {
+    let Some(d) = Daemon::start() else { return };
+    let mux = [
+        &[1u8, 0, 0, 0, 0, 0, 0, 4][..],
+        b"out\n",
+        &[2u8, 0, 0, 0, 0, 0, 0, 4][..],
+        b"err\n",
+    ]
+    .concat();
+    let check_head = |head: &str| {
+        let lower = head.to_ascii_lowercase();
+        assert!(
+            lower.starts_with("http/1.") && lower.contains(" 200 ok"),
+            "{head}"
+        );
+        assert!(
+            lower.contains("content-type: application/vnd.docker.multiplexed-stream"),
+            "{head}"
+        );
+        // Close-delimited, as Docker's hijack: neither chunked nor a length.
+        assert!(!lower.contains("transfer-encoding"), "{head}");
+        assert!(!lower.contains("content-length"), "{head}");
+    };
+    // Attach opened before start (as dockerode does for `run`), then the container starts.
+    d.ok(&[
+        "create",
+        "--name",
+        "rawatt",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; sleep 0.2; echo err >&2",
+    ]);
+    let (head, body) = raw_hijack(
+        &d,
+        "/containers/rawatt/attach?stream=1&stdout=1&stderr=1",
+        b"",
+        || {
+            d.ok(&["start", "rawatt"]);
+        },
+    );
+    check_head(&head);
+    assert_eq!(body, mux, "{}", String::from_utf8_lossy(&body));
+    // Exec start without Upgrade (dockerode's exec.start).
+    d.ok(&["run", "-d", "--name", "rawexec", "busybox", "sleep", "60"]);
+    let (st, v) = d.json(
+        "POST",
+        "/containers/rawexec/exec",
+        r#"{"Cmd":["sh","-c","echo out; sleep 0.2; echo err >&2"],"AttachStdout":true,"AttachStderr":true}"#,
+    );
+    assert_eq!(st, 201, "{v}");
+    let exec = v["Id"].as_str().unwrap().to_string();
+    let (head, body) = raw_hijack(
+        &d,
+        &format!("/exec/{exec}/start"),
+        br#"{"Detach":false,"Tty":false}"#,
+        || {},
+    );
+    check_head(&head);
+    assert_eq!(body, mux, "{}", String::from_utf8_lossy(&body));
+    d.ok(&["rm", "-f", "rawatt", "rawexec"]);
+    assert!(d.pings());
+}
+
+#[test]
+fn attach_with_logs_replays_before_live_output() {
+    let Some(d) = Daemon::start() else { return };
+    let frame = |s: u8, b: &[u8]| [&[s, 0, 0, 0][..], &(b.len() as u32).to_be_bytes(), b].concat();
+    d.ok(&[
+        "run",
+        "--name",
+        "logged",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; sleep 0.2; echo two >&2",
+    ]);
+    // logs=1&stream=0: the stored log, then the connection closes.
+    let (head, body) = raw_hijack(
+        &d,
+        "/containers/logged/attach?logs=1&stream=0&stdout=1&stderr=1",
+        b"",
+        || {},
+    );
+    assert!(head.contains(" 200 "), "{head}");
+    assert_eq!(
+        body,
+        [frame(1, b"one\n"), frame(2, b"two\n")].concat(),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // logs=1&stream=1 on the exited container: the replay (stdout only, as asked), then
+    // the live output of the next start, then close when it exits.
+    let (_, body) = raw_hijack(
+        &d,
+        "/containers/logged/attach?logs=1&stream=1&stdout=1",
+        b"",
+        || {
+            d.ok(&["start", "logged"]);
+        },
+    );
+    assert_eq!(
+        body,
+        [frame(1, b"one\n"), frame(1, b"one\n")].concat(),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // `docker start -a` of the stopped container shows its output.
+    let o = d.docker(&["start", "-a", "logged"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout, "one\n");
+    assert_eq!(o.stderr, "two\n");
+    d.ok(&["rm", "logged"]);
+    assert!(d.pings());
+}
+
+#[test]
+fn registry_auth_header_login_push_and_pull() {
+    let Some(d) = Daemon::start() else { return };
+    let Some(reg) = std::env::var("PELAGOS_TEST_REGISTRY")
+        .ok()
+        .filter(|r| !r.is_empty())
+    else {
+        println!("skipped: PELAGOS_TEST_REGISTRY is not set");
+        return;
+    };
+    // integration/registry.sh: the htpasswd instance listens on the next port.
+    let (host, port) = reg.rsplit_once(':').expect("host:port");
+    let auth = format!("{host}:{}", port.parse::<u16>().expect("port") + 1);
+    let cfg = d.p.fixtures.join("config.tar");
+    d.ok(&["load", "-i", cfg.to_str().unwrap()]);
+    let image = format!("{auth}/apiproto/authed:v1");
+    d.ok(&["tag", "pelagos-test/config", &image]);
+    // Not logged in: the registry refuses, in-band after the 200.
+    let o = d.docker(&["push", &image]);
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(o.stderr.contains("authentication required"), "{}", o.stderr);
+    // A wrong password is refused by `POST /auth` (checked against the registry).
+    let o = d.docker_input(
+        &["login", "-u", "pelagos", "--password-stdin", &auth],
+        Some(b"wrong\n"),
+    );
+    assert_ne!(o.code, 0, "{}", o.stdout);
+    assert!(
+        o.stderr.to_ascii_lowercase().contains("unauthorized"),
+        "{}",
+        o.stderr
+    );
+    // The CLI stores the login in its own config (not the daemon's) and sends it as
+    // X-Registry-Auth on push and pull.
+    let o = d.docker_input(
+        &["login", "-u", "pelagos", "--password-stdin", &auth],
+        Some(b"pelagos-secret\n"),
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("Login Succeeded"), "{}", o.stdout);
+    let o = d.ok(&["push", &image]);
+    assert!(o.contains("digest: sha256:"), "{o}");
+    d.ok(&["rmi", &image]);
+    let o = d.ok(&["pull", &image]);
+    assert!(o.contains("Downloaded newer image"), "{o}");
+    d.ok(&["rmi", &image]);
+    // The header straight from the API with a wrong password: the registry refuses before
+    // any progress, so (as dockerd) a status code and a JSON message, and no image.
+    use base64::Engine as _;
+    let bad = base64::engine::general_purpose::URL_SAFE.encode(format!(
+        r#"{{"username":"pelagos","password":"wrong","serveraddress":"{auth}"}}"#
+    ));
+    let mut s = UnixStream::connect(&d.sock).expect("connect daemon");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "POST /images/create?fromImage={auth}/apiproto/authed&tag=v1 HTTP/1.1\r\nHost: x\r\nX-Registry-Auth: {bad}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    assert!(!raw.starts_with("HTTP/1.1 2"), "{raw}");
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("authentication required")),
+        "{raw}"
+    );
+    let o = d.docker(&["image", "inspect", &image]);
+    assert_ne!(o.code, 0);
+    d.ok(&["rmi", "pelagos-test/config"]);
+    assert!(d.pings());
+}
+
+/// A tar built from raw entries, hostile ones included (`tar::Header::set_path` refuses
+/// `..`, so names are written into the header directly). `link` makes a symlink.
+fn raw_tar(entries: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut tarball = Vec::new();
+    {
+        let mut b = tar::Builder::new(&mut tarball);
+        for (name, link, data) in entries {
+            let mut hdr = tar::Header::new_gnu();
+            hdr.set_mode(0o755);
+            match link {
+                Some(target) => {
+                    hdr.set_entry_type(tar::EntryType::Symlink);
+                    hdr.set_size(0);
+                    hdr.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
+                }
+                None => {
+                    hdr.set_entry_type(tar::EntryType::Regular);
+                    hdr.set_size(data.len() as u64);
+                }
+            }
+            hdr.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            hdr.set_cksum();
+            let body: &[u8] = if link.is_some() { &[] } else { data };
+            b.append(&hdr, body).unwrap();
+        }
+        b.finish().unwrap();
+    }
+    tarball
+}
+
+#[test]
+fn hostile_bodies_and_tars_write_nothing_outside() {
+    let Some(d) = Daemon::start() else { return };
+    // Wrong types in HostConfig and an invalid name: 400 with Docker's message.
+    let (st, v) = d.json(
+        "POST",
+        "/containers/create",
+        r#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"Memory":"abc"}}"#,
+    );
+    assert_eq!(st, 400, "{v}");
+    let (st, v) = d.json(
+        "POST",
+        "/containers/create?name=-x",
+        r#"{"Image":"busybox","Cmd":["true"]}"#,
+    );
+    assert_eq!(
+        (st, v["message"].as_str()),
+        (
+            400,
+            Some("Invalid container name (-x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        )
+    );
+    // An absolute symlink, then a file through it: must land inside the container, if
+    // anywhere. The host directory exists so that an escape would succeed.
+    let host_dir = std::path::Path::new("/tmp/pelagos-apiproto-hostile");
+    let _ = std::fs::remove_dir_all(host_dir);
+    std::fs::create_dir_all(host_dir).unwrap();
+    d.ok(&["create", "--name", "hostile", "busybox", "true"]);
+    let t = raw_tar(&[
+        ("evil", Some("/tmp/pelagos-apiproto-hostile"), b""),
+        ("evil/pwned", None, b"pwned"),
+    ]);
+    let (st, _, _) = d.http("PUT", "/containers/hostile/archive?path=/", &t);
+    assert!(st == 200 || st == 400, "archive put: {st}");
+    let t = raw_tar(&[
+        (
+            "up",
+            Some("../../../../../../tmp/pelagos-apiproto-hostile"),
+            b"",
+        ),
+        ("up/pwned2", None, b"x"),
+    ]);
+    let (st, _, _) = d.http("PUT", "/containers/hostile/archive?path=/", &t);
+    assert!(st == 200 || st == 400, "archive put: {st}");
+    // Image load with a `..` entry and with a symlink escape: refused, nothing written.
+    let images_before = d.ok(&["images", "-q", "--no-trunc"]);
+    for t in [
+        raw_tar(&[(
+            "../../../../../../tmp/pelagos-apiproto-hostile/load",
+            None,
+            b"x",
+        )]),
+        raw_tar(&[
+            ("evil", Some("/tmp/pelagos-apiproto-hostile"), b""),
+            ("evil/load2", None, b"x"),
+            ("manifest.json", None, b"[]"),
+        ]),
+    ] {
+        let (st, _, body) = d.http("POST", "/images/load?quiet=1", &t);
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            st >= 400 || text.contains("error"),
+            "hostile load accepted: {st} {text}"
+        );
+    }
+    assert_eq!(d.ok(&["images", "-q", "--no-trunc"]), images_before);
+    let left: Vec<_> = std::fs::read_dir(host_dir).unwrap().flatten().collect();
+    assert!(left.is_empty(), "written outside: {left:?}");
+    std::fs::remove_dir_all(host_dir).unwrap();
+    d.ok(&["rm", "hostile"]);
+    assert!(d.pings());
+}

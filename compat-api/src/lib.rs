@@ -9,6 +9,7 @@ pub mod config;
 mod error;
 mod events;
 mod params;
+mod registry_auth;
 mod routes;
 mod server;
 mod state;

@@ -20,7 +20,7 @@ pub use error::{Error, Result};
 pub use error_kind::ErrorKind;
 pub use platform::Platform;
 pub use reference::Reference;
-pub use settings::RegistrySettings;
+pub use settings::{Credentials, RegistrySettings};
 pub use store::{
     ImageRecord, ImageStore, ImageUser, LoadedImage, PullEvent, PullOptions, Pulled, PushEvent,
     Pushed, Removed,

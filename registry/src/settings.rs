@@ -11,6 +11,26 @@ pub struct RegistrySettings {
     pub insecure_registries: Vec<String>,
     /// Mirror hosts (`host[:port]`, scheme stripped), tried in order for docker.io.
     pub registry_mirrors: Vec<String>,
+    /// Credentials given with one request (the Docker API's `X-Registry-Auth`). When set
+    /// they replace the docker config.json lookup for that operation's registry calls.
+    pub credentials: Option<Credentials>,
+}
+
+/// A username and password for a registry, supplied by the caller rather than looked up.
+#[derive(Clone, Default, PartialEq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+// Hand-written so the password never reaches a log line.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl RegistrySettings {
@@ -61,6 +81,7 @@ impl RegistrySettings {
         Ok(RegistrySettings {
             insecure_registries: insecure,
             registry_mirrors: mirrors,
+            credentials: None,
         })
     }
 

@@ -1,15 +1,18 @@
 //! Hijacked streams: `POST /containers/{id}/attach` here, and the pump shared with exec
 //! start. With `Upgrade: tcp` the answer is 101 and the connection becomes a raw byte
-//! stream both ways; without it, 200 and the output as the body (no stdin).
+//! stream both ways; without it, 200 and the output written raw until close (no stdin).
 
 use super::containers::{add_pending, attach_streams, lookup};
 use crate::error::ApiResult;
-use crate::params::Params;
+use crate::params::{Params, flag};
 use crate::state::AppState;
 use crate::supervise::{self, PendingAttach, Writer};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderValue, Response, StatusCode, Version, header};
+use engine::logs::Stream;
+use engine::logstream::{Flow, LogQuery, read_logs};
+use engine::runtime::AttachStreams;
 use engine::runtime::attach::{Decoder, FrameKind};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,6 +47,11 @@ pub fn hijack(req: Request, tty: bool, output: OutRx, stdin: Option<InTx>) -> Re
             }
         });
         let mut r = Response::new(Body::from_stream(crate::stream::futures_stream(rx)));
+        // Docker hijacks anyway and writes the stream raw until it closes the connection:
+        // no chunking, no Content-Length. hyper only frames a streamed body that way
+        // (close-delimited, then closes) for an HTTP/1.0 response, so the status line says
+        // HTTP/1.0; clients reading "until EOF" (dockerode, docker-py) see the same bytes.
+        *r.version_mut() = Version::HTTP_10;
         r.headers_mut()
             .insert(header::CONTENT_TYPE, content_type(tty));
         return r;
@@ -141,7 +149,23 @@ pub async fn attach(
     let c = lookup(&d, &id).await?;
     let streams = attach_streams(&q);
     let tty = c.record.config.tty;
+    // Docker's `stream` defaults to false: without it only the `logs` replay (if asked) is
+    // sent and the connection closes.
+    let live = flag(&q, "stream");
     let (out_tx, out_rx) = mpsc::channel(64);
+    // With `logs=1` the stored log goes out first (`docker start -a` of an exited
+    // container, compose `up`); live output waits in its own channel until it is done.
+    let live_tx = if flag(&q, "logs") {
+        let (live_tx, live_rx) = mpsc::channel(64);
+        replay_then_forward(&d, &c.record.id, streams, out_tx, live.then_some(live_rx));
+        live_tx
+    } else {
+        out_tx
+    };
+    if !live {
+        drop(live_tx);
+        return Ok(hijack(req, tty, out_rx, None));
+    }
     let (w_tx, w_rx) = oneshot::channel();
     if c.state.is_running() {
         let s = supervise::connect(&d, &c.record.id, streams)
@@ -165,7 +189,7 @@ pub async fn attach(
                         FrameKind::Exit => return,
                         _ => continue,
                     };
-                    if out_tx.send((s, p)).await.is_err() {
+                    if live_tx.send((s, p)).await.is_err() {
                         return;
                     }
                 }
@@ -177,11 +201,58 @@ pub async fn attach(
             &c.record.id,
             PendingAttach {
                 streams,
-                output: out_tx,
+                output: live_tx,
                 input: w_tx,
             },
         );
     }
     let stdin = streams.stdin.then(|| stdin_to_monitor(w_rx));
     Ok(hijack(req, tty, out_rx, stdin))
+}
+
+/// Sends the container's stored log (the chosen streams, no follow) into `out`, then
+/// forwards `live` (if any) after it, so the replay always precedes live output.
+fn replay_then_forward(
+    d: &AppState,
+    id: &str,
+    streams: AttachStreams,
+    out: mpsc::Sender<(u8, Vec<u8>)>,
+    live: Option<mpsc::Receiver<(u8, Vec<u8>)>>,
+) {
+    let d = d.clone();
+    let id = id.to_string();
+    tokio::spawn(async move {
+        let tx = out.clone();
+        let replay = tokio::task::spawn_blocking(move || {
+            let q = LogQuery {
+                since: None,
+                until: None,
+                tail: None,
+                follow: false,
+            };
+            let _ = read_logs(
+                &d.engine,
+                &id,
+                &q,
+                |r| {
+                    let want = match r.stream {
+                        Stream::Stdout => streams.stdout,
+                        Stream::Stderr => streams.stderr,
+                    };
+                    if want && tx.blocking_send((r.stream as u8, r.data.clone())).is_err() {
+                        return Flow::Stop;
+                    }
+                    Flow::Continue
+                },
+                || Flow::Continue,
+            );
+        });
+        let _ = replay.await;
+        let Some(mut live) = live else { return };
+        while let Some(m) = live.recv().await {
+            if out.send(m).await.is_err() {
+                return;
+            }
+        }
+    });
 }

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderValue, Method, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use registry::{ImageRecord, Removed};
@@ -107,6 +107,7 @@ async fn by_name(
     Path(rest): Path<String>,
     q: Params,
     method: Method,
+    headers: HeaderMap,
 ) -> ApiResult<Response<Body>> {
     let (name, action) = match rest.rsplit_once('/') {
         Some((n, a)) if matches!(a, "json" | "tag" | "push" | "history" | "get") => {
@@ -118,7 +119,7 @@ async fn by_name(
         (Method::GET, "json") => inspect(d, name).await,
         (Method::GET, "history") => history(d, name).await,
         (Method::POST, "tag") => tag(d, name, q).await,
-        (Method::POST, "push") => push(d, name, q).await,
+        (Method::POST, "push") => push(d, name, q, &headers).await,
         (Method::GET, "get") => save_names(d, vec![name]).await,
         (Method::DELETE, "") => remove(d, name, q).await,
         _ => Err(ApiError::not_found("page not found")),
@@ -165,9 +166,10 @@ async fn history(d: AppState, name: String) -> ApiResult<Response<Body>> {
 }
 
 /// `POST /images/{name}/push?tag=`: JSON progress like pull; errors after the 200 in-band.
-/// Credentials come from the daemon host's docker config.json (the registry crate's
-/// lookup); `X-Registry-Auth` is not used yet.
-async fn push(d: AppState, name: String, q: Params) -> ApiResult<Response<Body>> {
+/// Credentials come from `X-Registry-Auth`, else the daemon host's docker config.json.
+async fn push(d: AppState, name: String, q: Params, h: &HeaderMap) -> ApiResult<Response<Body>> {
+    let mut settings = d.registry.clone();
+    settings.credentials = crate::registry_auth::from_headers(h);
     let reference = match q.get("tag").filter(|t| !t.is_empty()) {
         Some(t) => format!("{name}:{t}"),
         None => name.clone(),
@@ -206,7 +208,7 @@ async fn push(d: AppState, name: String, q: Params) -> ApiResult<Response<Body>>
         };
         match d2
             .images
-            .push(&parsed.to_string(), &d2.registry, &mut on_event)
+            .push(&parsed.to_string(), &settings, &mut on_event)
             .await
         {
             Ok(p) => {
@@ -343,7 +345,11 @@ fn short(digest: &str) -> String {
 
 /// `POST /images/create?fromImage=&tag=`: a pull. Errors before any progress get a
 /// status code (the CLI shows them as such); later ones go in-band.
-async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>> {
+async fn pull(
+    State(d): State<AppState>,
+    q: Params,
+    headers: HeaderMap,
+) -> ApiResult<Response<Body>> {
     if q.get("fromSrc").is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::bad_request("image import is not supported yet"));
     }
@@ -369,10 +375,9 @@ async fn pull(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body>>
         Some(p) => Some(registry::Platform::parse(p)?),
         None => None,
     };
-    let opts = registry::PullOptions {
-        platform,
-        settings: d.registry.clone(),
-    };
+    let mut settings = d.registry.clone();
+    settings.credentials = crate::registry_auth::from_headers(&headers);
+    let opts = registry::PullOptions { platform, settings };
     let (tx, mut rx) = mpsc::unbounded_channel::<Result<Vec<u8>, ApiError>>();
     let d2 = d.clone();
     let tag = parsed.tag().unwrap_or("latest").to_string();

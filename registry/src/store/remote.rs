@@ -27,9 +27,12 @@ impl Remote {
             platform_resolver: None,
             ..Default::default()
         });
-        let auth = match crate::auth::credentials_for(host)? {
-            Some((user, password)) => RegistryAuth::Basic(user, password),
-            None => RegistryAuth::Anonymous,
+        let auth = match &settings.credentials {
+            Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
+            None => match crate::auth::credentials_for(host)? {
+                Some((user, password)) => RegistryAuth::Basic(user, password),
+                None => RegistryAuth::Anonymous,
+            },
         };
         Ok(Remote {
             client,
