@@ -227,6 +227,24 @@ pub fn apply(table: &str, changes: &[MapChange]) -> Result<()> {
         ));
     }
     let mut buf = vec![0u8; 16 * 1024];
+    let acked = read_acks(&sock, &mut buf, &mut pending);
+    defer_close(sock);
+    acked
+}
+
+/// Closing an nf_tables netlink socket right after a commit blocks for an RCU grace period
+/// (~10 ms here): the release notifier flushes the commit's pending destroy work, which
+/// waits for readers to finish. So the socket is kept open until the next batch (or the
+/// process exit), by when that work has long completed; at most one is ever kept.
+fn defer_close(sock: OwnedFd) {
+    static LAST: std::sync::Mutex<Option<OwnedFd>> = std::sync::Mutex::new(None);
+    if let Ok(mut last) = LAST.lock() {
+        // The previous socket (if any) is dropped, i.e. closed, here.
+        *last = Some(sock);
+    }
+}
+
+fn read_acks(sock: &OwnedFd, buf: &mut [u8], pending: &mut Vec<u32>) -> Result<()> {
     while !pending.is_empty() {
         // SAFETY: reading into our own buffer.
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
