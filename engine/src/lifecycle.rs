@@ -282,7 +282,7 @@ impl Engine {
         let req = match prepared {
             Ok(r) => r,
             Err(e) => {
-                crate::netglue::teardown(&self.roots, &id);
+                crate::netglue::teardown(&self.roots, &self.net, &id);
                 // Docker removes an auto-remove container whose start failed.
                 if c.record.host_config.auto_remove {
                     let _ = self.containers.delete(&c.record);
@@ -300,7 +300,7 @@ impl Engine {
             .and_then(|()| runtime::spawn::start(&req, attach.map(|a| a.0)));
         if started.is_err() {
             // The monitor tears down on its own failures; this covers not reaching it.
-            crate::netglue::teardown(&self.roots, &id);
+            crate::netglue::teardown(&self.roots, &self.net, &id);
         }
         started
     }
@@ -358,7 +358,7 @@ impl Engine {
             write_atomic(&p.resolv_conf(), text.as_bytes())
         });
         if let Err(e) = written {
-            netglue::teardown(&self.roots, &r.id);
+            netglue::teardown(&self.roots, &self.net, &r.id);
             return Err(e);
         }
         c.record.host_config.netns_path = netns;
@@ -606,6 +606,7 @@ impl Engine {
             auto_remove: r.host_config.auto_remove,
             init: r.host_config.init,
             netns_path: r.host_config.netns_path.as_ref().map(PathBuf::from),
+            net: self.net.clone(),
             cgroup_parent: None,
             initial_attach: attach,
         })
@@ -755,7 +756,7 @@ impl Engine {
         if let Some(paths) = c.state.cgroup.clone() {
             crate::cgroups_glue::ContainerCgroup::from_paths(paths).destroy()?;
         }
-        crate::netglue::teardown(&self.roots, &c.record.id);
+        crate::netglue::teardown(&self.roots, &self.net, &c.record.id);
         self.containers.delete(&c.record)?;
         if volumes {
             self.remove_anonymous_volumes(&c.record);
@@ -791,11 +792,11 @@ impl Engine {
 }
 
 /// Called by the monitor after a `--rm` container exits (or fails to start).
-pub fn remove_after_exit(roots: &Roots, id: &str) -> Result<()> {
+pub fn remove_after_exit(roots: &Roots, net: &network::NetSettings, id: &str) -> Result<()> {
     let e = Engine::open(roots.clone())?;
     let c = e.containers.load(id)?;
     let _lock = e.containers.lock(id)?;
-    crate::netglue::teardown(roots, id);
+    crate::netglue::teardown(roots, net, id);
     e.containers.delete(&c.record)?;
     e.remove_anonymous_volumes(&c.record);
     Ok(())

@@ -191,13 +191,19 @@ pub fn setup(
 }
 
 /// Releases what [`setup`] made; harmless when there is nothing.
-pub fn teardown(roots: &Roots, id: &str) {
-    // Teardown works from the endpoint records; daemon.json settings do not matter.
-    if let Ok(n) = Networks::open(&roots.data, &roots.run, &network::NetSettings::default())
+pub fn teardown(roots: &Roots, settings: &network::NetSettings, id: &str) {
+    if let Ok(n) = Networks::open(&roots.data, &roots.run, settings)
         && let Err(e) = n.teardown(id)
     {
         tracing::warn!("network teardown of {id}: {e}");
     }
+}
+
+/// Makes the container's published ports live (the monitor calls this once the container
+/// runs, before it reports the start): the starter never opens an nf_tables socket, whose
+/// release right after a commit waits an RCU grace period.
+pub fn publish_ports(roots: &Roots, settings: &network::NetSettings, id: &str) -> Result<()> {
+    Ok(Networks::open(&roots.data, &roots.run, settings)?.publish_sandbox(id)?)
 }
 
 /// Docker's NetworkSettings for inspect: live endpoints and ports of a running container,

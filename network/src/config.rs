@@ -9,20 +9,20 @@
 
 use crate::error::{Error, Result};
 use crate::ipnet::Ipv4Net;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_DATA_ROOT: &str = "/var/lib/pelagos";
 
 /// One entry of `default-address-pools`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AddressPool {
     pub base: String,
     pub size: u8,
 }
 
 /// The daemon.json keys this crate reads; every other key is ignored.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct NetSettings {
     bip: Option<String>,

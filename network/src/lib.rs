@@ -720,8 +720,9 @@ impl Networks {
                 .collect();
             sandbox.ports = ports::allocate(&req.ports, &taken)?;
             sandbox.port_target = target;
+            // Recorded now (so no one else takes the ports); made live by
+            // `publish_sandbox`, which the container's monitor calls.
             write_json(&self.sandbox_file(&container.id), &*sandbox)?;
-            self.publish(&port_rules(sandbox), &[])?;
         }
         let mut dns_server = None;
         for (n, _, _, _) in &jobs {
@@ -910,6 +911,14 @@ impl Networks {
             self.publish(&[], &port_rules(sb))?;
         }
         Ok(())
+    }
+
+    /// Makes the published ports recorded in a container's sandbox live.
+    pub fn publish_sandbox(&self, cid: &str) -> Result<()> {
+        match self.sandbox(cid)? {
+            Some(sb) if !sb.ports.is_empty() => self.publish(&port_rules(&sb), &[]),
+            _ => Ok(()),
+        }
     }
 
     /// One container's published ports in (`add`) or out (`remove`) of the firewall: map

@@ -79,6 +79,10 @@ pub struct StartRequest {
     /// `--init`: run pelagos' reaper as PID 1, the command as its child.
     pub init: bool,
     pub netns_path: Option<PathBuf>,
+    /// daemon.json's network settings, for the monitor's port publishing and teardown
+    /// (a firewall rebuild there must keep `ip-forward: false`'s rule).
+    #[serde(default)]
+    pub net: network::NetSettings,
     pub cgroup_parent: Option<String>,
     /// Streams of the first attach client, whose socket arrives with the request.
     pub initial_attach: Option<AttachStreams>,

@@ -100,11 +100,11 @@ fn run(start: OwnedFd) -> Result<()> {
                 let _ = st.save(&paths.state());
             }
             if req.netns_path.is_some() {
-                crate::netglue::teardown(&req.roots, &req.id);
+                crate::netglue::teardown(&req.roots, &req.net, &req.id);
             }
             let _ = sync::send(start.as_fd(), &SyncMsg::Failed { message, exit_code }, None);
             if req.auto_remove {
-                let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.id);
+                let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.net, &req.id);
             }
             Err(e)
         }
@@ -123,6 +123,13 @@ struct Launched {
 }
 
 fn launch(req: &StartRequest, paths: &ContainerPaths) -> Result<Launched> {
+    // Published ports go live here rather than in the starter: this process outlives the
+    // start, so the nf_tables socket's slow release happens at our exit, which nobody
+    // waits for (the exit is reported before). A failure is a failed start, torn down by
+    // the caller like any other.
+    if req.netns_path.is_some() {
+        crate::netglue::publish_ports(&req.roots, &req.net, &req.id)?;
+    }
     // SIGCHLD arrives through a signalfd; the init unblocks it again before exec.
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
@@ -630,7 +637,7 @@ fn finish(
     // Before the exit is recorded, so whoever waits for it finds the addresses released
     // and the published ports gone.
     if req.netns_path.is_some() {
-        crate::netglue::teardown(&req.roots, &req.id);
+        crate::netglue::teardown(&req.roots, &req.net, &req.id);
     }
     if let Ok(mut st) = ContainerState::load(&paths.state()) {
         st.status = Status::Exited;
@@ -643,7 +650,7 @@ fn finish(
     let _ = std::fs::remove_file(paths.attach_socket());
     // Like `docker run --rm`, the attached client returns only once the container is gone.
     if req.auto_remove {
-        let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.id);
+        let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.net, &req.id);
     }
     let frame = encode(FrameKind::Exit, &code.to_be_bytes());
     for c in clients.iter_mut() {
