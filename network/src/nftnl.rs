@@ -176,6 +176,49 @@ pub fn apply(table: &str, changes: &[MapChange]) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
+    let sock = match CACHED.lock().ok().and_then(|mut c| c.take()) {
+        Some(s) => s,
+        None => open_socket()?,
+    };
+    // SAFETY: an all-zero sockaddr_nl is valid; nl_pid 0 addresses the kernel.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: sending our buffer to the kernel address.
+    let sent = unsafe {
+        libc::sendto(
+            sock.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            0,
+            (&kernel as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 || sent as usize != bytes.len() {
+        return Err(Error::io(
+            "nf_tables netlink send",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    let acked = read_acks(&sock, &mut buf, &mut pending);
+    if acked.is_ok()
+        && let Ok(mut c) = CACHED.lock()
+    {
+        *c = Some(sock);
+    }
+    acked
+}
+
+/// The process's one nf_tables netlink socket, reused by every batch and closed only at
+/// process exit. Why: releasing such a socket right after a commit blocks for an RCU grace
+/// period (~10 ms here; the release notifier flushes the commit's pending cleanup, which
+/// waits for readers). The monitor, which publishes and withdraws a container's ports,
+/// exits after it has reported the container's exit, so nobody waits for that release.
+/// A socket that saw an error is closed instead of kept, so the next batch starts clean.
+static CACHED: std::sync::Mutex<Option<OwnedFd>> = std::sync::Mutex::new(None);
+
+fn open_socket() -> Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned at once.
     let raw = unsafe {
         libc::socket(
@@ -206,42 +249,7 @@ pub fn apply(table: &str, changes: &[MapChange]) -> Result<()> {
             std::mem::size_of::<libc::timeval>() as libc::socklen_t,
         )
     };
-    // SAFETY: an all-zero sockaddr_nl is valid; nl_pid 0 addresses the kernel.
-    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: sending our buffer to the kernel address.
-    let sent = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            bytes.as_ptr().cast(),
-            bytes.len(),
-            0,
-            (&kernel as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 || sent as usize != bytes.len() {
-        return Err(Error::io(
-            "nf_tables netlink send",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    let mut buf = vec![0u8; 16 * 1024];
-    let acked = read_acks(&sock, &mut buf, &mut pending);
-    defer_close(sock);
-    acked
-}
-
-/// Closing an nf_tables netlink socket right after a commit blocks for an RCU grace period
-/// (~10 ms here): the release notifier flushes the commit's pending destroy work, which
-/// waits for readers to finish. So the socket is kept open until the next batch (or the
-/// process exit), by when that work has long completed; at most one is ever kept.
-fn defer_close(sock: OwnedFd) {
-    static LAST: std::sync::Mutex<Option<OwnedFd>> = std::sync::Mutex::new(None);
-    if let Ok(mut last) = LAST.lock() {
-        // The previous socket (if any) is dropped, i.e. closed, here.
-        *last = Some(sock);
-    }
+    Ok(sock)
 }
 
 fn read_acks(sock: &OwnedFd, buf: &mut [u8], pending: &mut Vec<u32>) -> Result<()> {
