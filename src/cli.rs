@@ -102,6 +102,15 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Changes to files in a container's filesystem (A added, C changed, D deleted).
+    Diff { container: String },
+    /// Export a container's filesystem as a tar archive.
+    Export {
+        /// Write to a file instead of stdout.
+        #[arg(short, long)]
+        output: Option<String>,
+        container: String,
+    },
     /// List port mappings of a container.
     Port {
         container: String,

@@ -1257,6 +1257,59 @@ fn concurrent_lifecycles_all_exit_zero() {
     assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
 }
 
+/// `docker diff` and `docker export` on a running and on a stopped container; the export
+/// mount is gone afterwards.
+#[test]
+fn diff_and_export() {
+    let Some(d) = Daemon::start() else { return };
+    d.ok(&[
+        "run", "-d", "--name", "dx", "busybox", "sh", "-c",
+        "echo x > /tmp/new; rm /bin/ls; mkdir -p /var/a; echo y >> /etc/passwd; touch /tmp/ready; sleep 60",
+    ]);
+    assert!(poll_until(Duration::from_secs(10), || d
+        .docker(&["exec", "dx", "test", "-f", "/tmp/ready"])
+        .code
+        == 0));
+    let want = "C /bin\nD /bin/ls\nC /etc\nC /etc/passwd\nC /tmp\nA /tmp/new\nA /tmp/ready\nC /var\nA /var/a\n";
+    assert_eq!(d.ok(&["diff", "dx"]), want);
+    let (st, v) = d.json("GET", "/v1.47/containers/dx/changes", "");
+    assert_eq!(st, 200);
+    assert_eq!(
+        v[1],
+        serde_json::json!({"Path": "/bin/ls", "Kind": 2}),
+        "{v}"
+    );
+    let list = |d: &Daemon| {
+        let out = d.docker_cmd(&["export", "dx"]).output().unwrap();
+        assert!(out.status.success());
+        let mut names: Vec<String> = tar::Archive::new(&out.stdout[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    for stopped in [false, true] {
+        if stopped {
+            d.ok(&["stop", "-t", "0", "dx"]);
+            assert_eq!(d.ok(&["diff", "dx"]), want);
+        }
+        let names = list(&d);
+        assert!(names.iter().any(|n| n == "bin/busybox"), "{names:?}");
+        assert!(names.iter().any(|n| n == "tmp/new"), "{names:?}");
+        assert!(!names.iter().any(|n| n == "bin/ls"), "{names:?}");
+        // The runtime's mounts are not exported: /proc is the image's empty directory.
+        assert!(
+            !names.iter().any(|n| n.starts_with("proc/") && n.len() > 5),
+            "{names:?}"
+        );
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("/export-"), "export view left mounted");
+    d.ok(&["rm", "-f", "dx"]);
+}
+
 #[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };

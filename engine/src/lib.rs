@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsutil;
 pub mod ids;
 pub mod inspect;
+pub mod layerview;
 pub mod lifecycle;
 pub mod logs;
 pub mod logstream;

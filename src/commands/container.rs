@@ -232,3 +232,51 @@ pub fn attach(ctx: &Ctx, a: AttachArgs) -> CliResult<i32> {
     .map_err(|e| CliError::Other(anyhow::anyhow!("attach: {e}")))?;
     Ok(code.unwrap_or(0))
 }
+
+/// `diff CONTAINER`: Docker's `C /path` lines.
+pub fn diff(ctx: &Ctx, container: &str) -> CliResult<i32> {
+    for c in ctx.engine()?.changes(container)? {
+        println!("{} {}", c.kind.letter(), c.path);
+    }
+    Ok(0)
+}
+
+/// `export [-o FILE] CONTAINER`: the filesystem as tar, to a file (temp + rename, so a
+/// failed export leaves none) or to stdout (refused on a terminal, as Docker does).
+pub fn export(ctx: &Ctx, container: &str, output: Option<&str>) -> CliResult<i32> {
+    use std::io::IsTerminal;
+    let engine = ctx.engine()?;
+    match output {
+        Some(path) => {
+            let view = engine.merged_view(container)?;
+            let tmp = format!("{path}.pelagos-tmp{}", std::process::id());
+            let written = std::fs::File::create(&tmp)
+                .map_err(|e| CliError::Other(anyhow::anyhow!("{tmp}: {e}")))
+                .and_then(|f| {
+                    engine::layerview::export_tar(&view, std::io::BufWriter::new(f))
+                        .map_err(CliError::from)
+                })
+                .and_then(|()| {
+                    std::fs::rename(&tmp, path)
+                        .map_err(|e| CliError::Other(anyhow::anyhow!("{path}: {e}")))
+                });
+            if written.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            written?;
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                return Err(CliError::Usage(
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
+                ));
+            }
+            let view = engine.merged_view(container)?;
+            engine::layerview::export_tar(
+                &view,
+                std::io::BufWriter::new(std::io::stdout().lock()),
+            )?;
+        }
+    }
+    Ok(0)
+}

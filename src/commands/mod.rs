@@ -104,6 +104,10 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
         },
         Command::Volume(v) => volumes::volume(&ctx, v),
         Command::Network(n) => network::network(&ctx, n),
+        Command::Diff { container } => container::diff(&ctx, &container),
+        Command::Export { output, container } => {
+            container::export(&ctx, &container, output.as_deref())
+        }
         Command::Port { container, port } => network::port(&ctx, &container, port.as_deref()),
         Command::Daemon(a) => daemon(&ctx, a),
     }

@@ -38,6 +38,8 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/attach", post(super::attach::attach))
         .route("/containers/{id}/logs", get(super::logs::logs))
         .route("/containers/{id}/top", get(super::stats::top))
+        .route("/containers/{id}/changes", get(super::layers::changes))
+        .route("/containers/{id}/export", get(super::layers::export))
         .route("/containers/{id}/stats", get(super::stats::stats))
         .route("/containers/{id}/exec", post(super::exec::create))
         .route(

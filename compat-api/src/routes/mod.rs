@@ -6,6 +6,7 @@ pub mod attach;
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod layers;
 pub mod logs;
 pub mod networks;
 pub mod stats;
