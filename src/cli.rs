@@ -102,6 +102,8 @@ pub enum Command {
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Update resource limits or the restart policy of containers.
+    Update(UpdateArgs),
     /// Changes to files in a container's filesystem (A added, C changed, D deleted).
     Diff { container: String },
     /// Export a container's filesystem as a tar archive.
@@ -119,6 +121,40 @@ pub enum Command {
     },
     /// Serve the Docker Engine API (for the unmodified docker CLI and SDKs).
     Daemon(DaemonArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Memory limit (e.g. 64m).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Memory plus swap (-1: unlimited swap).
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<String>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs (e.g. 0.5).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    /// no, always, unless-stopped, on-failure[:N]
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -119,7 +119,7 @@ pub fn parse_mount(s: &str) -> CliResult<MountSpec> {
     Ok(m)
 }
 
-fn parse_restart(s: &str) -> CliResult<RestartPolicy> {
+pub fn parse_restart(s: &str) -> CliResult<RestartPolicy> {
     let (name, count) = match s.split_once(':') {
         Some((n, c)) => (
             n,

@@ -1310,6 +1310,85 @@ fn diff_and_export() {
     d.ok(&["rm", "-f", "dx"]);
 }
 
+/// The value of a cgroup control file for process `pid` (v1 hierarchy of `controller`,
+/// else the v2 file `v2_file`).
+fn cgroup_value(pid: &str, controller: &str, v1_file: &str, v2_file: &str) -> String {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for l in own.lines() {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctrls.split(',').any(|c| c == controller) {
+            let p = format!("/sys/fs/cgroup/{controller}{path}/{v1_file}");
+            if let Ok(v) = std::fs::read_to_string(&p) {
+                return v.trim().to_string();
+            }
+        }
+    }
+    let path = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("");
+    std::fs::read_to_string(format!("/sys/fs/cgroup{path}/{v2_file}"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// `docker update` changes the live cgroup and what inspect shows; bad values are 400.
+#[test]
+fn update_resources_of_a_running_container() {
+    let Some(d) = Daemon::start() else { return };
+    d.ok(&[
+        "run", "-d", "--name", "up", "-m", "32m", "busybox", "sleep", "60",
+    ]);
+    let pid = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", "up"])
+        .trim()
+        .to_string();
+    let mem = || cgroup_value(&pid, "memory", "memory.limit_in_bytes", "memory.max");
+    let pids = || cgroup_value(&pid, "pids", "pids.max", "pids.max");
+    assert_eq!(mem(), (32u64 << 20).to_string());
+    d.ok(&[
+        "update",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--pids-limit",
+        "50",
+        "--restart",
+        "on-failure:3",
+        "up",
+    ]);
+    assert_eq!(mem(), (64u64 << 20).to_string());
+    assert_eq!(pids(), "50");
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}",
+            "up"
+        ])
+        .trim(),
+        format!("{} 50 on-failure", 64u64 << 20)
+    );
+    let o = d.docker(&["update", "-m", "1m", "up"]);
+    assert_ne!(o.code, 0);
+    assert!(
+        o.stderr.contains("Minimum memory limit allowed is 6MB"),
+        "{o:?}"
+    );
+    let (st, _) = d.json("POST", "/v1.47/containers/nosuch/update", "{}");
+    assert_eq!(st, 404);
+    let (st, _) = d.json(
+        "POST",
+        "/v1.47/containers/up/update",
+        r#"{"Memory":"lots"}"#,
+    );
+    assert_eq!(st, 400);
+    d.ok(&["rm", "-f", "up"]);
+}
+
 #[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };

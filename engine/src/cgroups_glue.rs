@@ -78,6 +78,11 @@ impl ContainerCgroup {
         self.mgr.add_process(pid).map_err(cg_err)
     }
 
+    /// New limits on the live cgroup (`docker update`).
+    pub fn apply(&self, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        self.mgr.apply(r).map_err(cg_err)
+    }
+
     /// On cgroup v1, the `tasks` file of every hierarchy, for a single-threaded process to
     /// move itself with [`join_self`]; `None` on v2.
     ///

@@ -27,6 +27,7 @@ pub mod state;
 pub mod store;
 pub mod top;
 pub mod units;
+pub mod update;
 pub mod volumes;
 
 pub use error::{Error, Result};

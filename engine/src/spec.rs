@@ -269,6 +269,18 @@ fn resources(record: &ContainerRecord) -> Value {
     Value::Object(r)
 }
 
+/// The cgroup limits of a record without the device rules: what `update` re-applies to a
+/// running container (device access is fixed at start).
+pub fn update_resources(
+    record: &ContainerRecord,
+) -> Result<oci_spec::runtime::LinuxResources, serde_json::Error> {
+    let mut r = resources(record);
+    if let Some(o) = r.as_object_mut() {
+        o.remove("devices");
+    }
+    serde_json::from_value(r)
+}
+
 /// Builds the OCI runtime spec for a container.
 pub fn build(inp: &SpecInputs<'_>) -> Result<oci_spec::runtime::Spec, serde_json::Error> {
     let record = inp.record;

@@ -280,3 +280,49 @@ pub fn export(ctx: &Ctx, container: &str, output: Option<&str>) -> CliResult<i32
     }
     Ok(0)
 }
+
+/// `update [flags] CONTAINER...`: new limits on each container (live when running).
+pub fn update(ctx: &Ctx, a: crate::cli::UpdateArgs) -> CliResult<i32> {
+    use engine::units::parse_size;
+    let size = |v: &Option<String>| -> CliResult<Option<i64>> {
+        v.as_deref()
+            .map(|s| {
+                if s == "-1" {
+                    Ok(-1)
+                } else {
+                    parse_size(s).map(|b| b as i64).map_err(CliError::from)
+                }
+            })
+            .transpose()
+    };
+    let u = engine::update::ResourceUpdate {
+        memory: size(&a.memory)?,
+        memory_swap: size(&a.memory_swap)?,
+        memory_reservation: size(&a.memory_reservation)?,
+        nano_cpus: a.cpus.map(|c| (c * 1e9) as i64),
+        cpu_shares: a.cpu_shares,
+        cpu_period: a.cpu_period,
+        cpu_quota: a.cpu_quota,
+        cpuset_cpus: a.cpuset_cpus,
+        cpuset_mems: a.cpuset_mems,
+        pids_limit: a.pids_limit,
+        blkio_weight: a.blkio_weight,
+        restart_policy: a
+            .restart
+            .as_deref()
+            .map(crate::run_opts::parse_restart)
+            .transpose()?,
+    };
+    let engine = ctx.engine()?;
+    let mut code = 0;
+    for c in &a.containers {
+        match engine.update(c, &u) {
+            Ok(()) => println!("{c}"),
+            Err(e) => {
+                eprintln!("pelagos: error: {e}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}

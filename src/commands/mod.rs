@@ -104,6 +104,7 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
         },
         Command::Volume(v) => volumes::volume(&ctx, v),
         Command::Network(n) => network::network(&ctx, n),
+        Command::Update(a) => container::update(&ctx, a),
         Command::Diff { container } => container::diff(&ctx, &container),
         Command::Export { output, container } => {
             container::export(&ctx, &container, output.as_deref())

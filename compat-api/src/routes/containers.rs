@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/containers/{id}/top", get(super::stats::top))
         .route("/containers/{id}/changes", get(super::layers::changes))
         .route("/containers/{id}/export", get(super::layers::export))
+        .route("/containers/{id}/update", post(super::layers::update))
         .route("/containers/{id}/stats", get(super::stats::stats))
         .route("/containers/{id}/exec", post(super::exec::create))
         .route(

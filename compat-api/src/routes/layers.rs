@@ -41,3 +41,70 @@ pub async fn export(
         HeaderValue::from_static("application/x-tar"),
     ))
 }
+
+/// `POST /containers/{id}/update` body: Docker's Resources plus RestartPolicy.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct UpdateBody {
+    memory: Option<i64>,
+    memory_swap: Option<i64>,
+    memory_reservation: Option<i64>,
+    nano_cpus: Option<i64>,
+    cpu_shares: Option<i64>,
+    cpu_period: Option<i64>,
+    cpu_quota: Option<i64>,
+    cpuset_cpus: Option<String>,
+    cpuset_mems: Option<String>,
+    pids_limit: Option<i64>,
+    blkio_weight: Option<u16>,
+    restart_policy: Option<RestartBody>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct RestartBody {
+    name: String,
+    maximum_retry_count: i64,
+}
+
+pub async fn update(
+    State(d): State<AppState>,
+    Path(id): Path<String>,
+    crate::params::JsonBody(b): crate::params::JsonBody<UpdateBody>,
+) -> ApiResult<Json<Value>> {
+    // The docker CLI sends every field, zero meaning "unchanged"; so does Docker's daemon
+    // read them (a zero never clears a limit through update).
+    let set = |v: Option<i64>| v.filter(|x| *x != 0);
+    let u = engine::update::ResourceUpdate {
+        memory: set(b.memory),
+        memory_swap: set(b.memory_swap),
+        memory_reservation: set(b.memory_reservation),
+        nano_cpus: set(b.nano_cpus),
+        cpu_shares: set(b.cpu_shares),
+        cpu_period: set(b.cpu_period),
+        cpu_quota: set(b.cpu_quota),
+        cpuset_cpus: b.cpuset_cpus.filter(|s| !s.is_empty()),
+        cpuset_mems: b.cpuset_mems.filter(|s| !s.is_empty()),
+        pids_limit: set(b.pids_limit),
+        blkio_weight: b.blkio_weight.filter(|w| *w != 0),
+        restart_policy: b.restart_policy.filter(|r| !r.name.is_empty()).map(|r| {
+            engine::model::RestartPolicy {
+                name: r.name,
+                maximum_retry_count: r.maximum_retry_count,
+            }
+        }),
+    };
+    let c = lookup(&d, &id).await?;
+    let d2 = d.clone();
+    let cid = c.record.id.clone();
+    blocking(move || d2.engine.update(&cid, &u)).await?;
+    d.events.container(
+        "update",
+        &c.record.id,
+        &c.record.config.image,
+        &c.record.name,
+        &c.record.config.labels,
+        &[],
+    );
+    Ok(Json(json!({"Warnings": []})))
+}
