@@ -26,6 +26,12 @@ fn main() {
     if args.get(1).is_some_and(|a| a == network::dns::DNS_ARG) {
         network::dns::main(&args[2..]);
     }
+    if args
+        .get(1)
+        .is_some_and(|a| a == engine::runtime::health::HEALTH_ARG)
+    {
+        engine::runtime::health::main(&args[2..]);
+    }
     // Likewise the daemon's exec helper: single-threaded, nothing initialised.
     if std::env::args_os()
         .nth(1)

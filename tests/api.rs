@@ -1389,6 +1389,121 @@ fn update_resources_of_a_running_container() {
     d.ok(&["rm", "-f", "up"]);
 }
 
+/// Healthchecks run by the container's own runner: starting, unhealthy after the retries,
+/// healthy once the probe passes; `ps` status and the `health` filter follow; a probe
+/// past its timeout is a failure with Docker's message; the runner ends with the container.
+#[test]
+fn healthchecks_flip_between_unhealthy_and_healthy() {
+    let Some(d) = Daemon::start() else { return };
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "echo probe-out; test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "--health-timeout",
+        "2s",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let status = |d: &Daemon| {
+        d.ok(&["inspect", "-f", "{{.State.Health.Status}}", "hc"])
+            .trim()
+            .to_string()
+    };
+    assert!(poll_until(Duration::from_secs(10), || status(&d) == "unhealthy"));
+    assert!(
+        d.ok(&["ps", "--format", "{{.Status}}", "--filter", "name=hc"])
+            .contains("(unhealthy)")
+    );
+    assert_eq!(
+        d.ok(&["ps", "-q", "--filter", "health=unhealthy"])
+            .lines()
+            .count(),
+        1
+    );
+    d.ok(&["exec", "hc", "touch", "/tmp/ok"]);
+    assert!(poll_until(Duration::from_secs(10), || status(&d) == "healthy"));
+    let h: Value =
+        serde_json::from_str(&d.ok(&["inspect", "-f", "{{json .State.Health}}", "hc"])).unwrap();
+    assert_eq!(h["FailingStreak"], 0, "{h}");
+    let log = h["Log"].as_array().unwrap();
+    assert!(!log.is_empty() && log.len() <= 5, "{h}");
+    let last = log.last().unwrap();
+    assert_eq!(last["ExitCode"], 0, "{h}");
+    assert_eq!(last["Output"], "probe-out\n", "{h}");
+    assert_eq!(
+        d.ok(&["ps", "-q", "--filter", "health=healthy"])
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(
+        d.ok(&["ps", "-q", "--filter", "health=unhealthy"])
+            .lines()
+            .count(),
+        0
+    );
+    // A probe that outlives its timeout.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let slow = |d: &Daemon| d.ok(&["inspect", "-f", "{{json .State.Health}}", "slow"]);
+    assert!(poll_until(Duration::from_secs(10), || slow(&d).contains("unhealthy")));
+    let h: Value = serde_json::from_str(&slow(&d)).unwrap();
+    assert_eq!(h["Log"][0]["ExitCode"], -1, "{h}");
+    assert!(
+        h["Log"][0]["Output"]
+            .as_str()
+            .unwrap()
+            .contains("exceeded timeout"),
+        "{h}"
+    );
+    // No health for a container without one; the runners end with their containers.
+    d.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "60"]);
+    assert_eq!(
+        d.ok(&["ps", "-q", "--filter", "health=none"])
+            .lines()
+            .count(),
+        1
+    );
+    d.ok(&["rm", "-f", "hc", "slow", "plain"]);
+    let runners = || {
+        common::all_pids()
+            .into_iter()
+            .filter(|p| {
+                common::proc_strings(*p, "cmdline")
+                    .iter()
+                    .any(|a| a == "__health")
+                    && common::proc_strings(*p, "cmdline")
+                        .iter()
+                        .any(|a| a == &d.p.data.display().to_string())
+            })
+            .count()
+    };
+    assert!(poll_until(Duration::from_secs(5), || runners() == 0));
+}
+
 #[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };

@@ -169,7 +169,7 @@ fn our_dns_servers(token: &str) -> Vec<String> {
         .into_iter()
         .filter(|p| {
             let a = proc_strings(*p, "cmdline");
-            a.get(1).is_some_and(|x| x == "__dns")
+            a.get(1).is_some_and(|x| x == "__dns" || x == "__health")
                 && a.get(2).is_some_and(|d| d.contains(&needle))
                 && proc_ppid_state(*p).is_some_and(|(_, s)| s != 'Z')
         })
@@ -221,5 +221,8 @@ fn nothing_is_left_behind() {
         "nftables tables left behind: {tables:#?}"
     );
     let dns = stable(&|| our_dns_servers(&token));
-    assert!(dns.is_empty(), "DNS servers left running: {dns:#?}");
+    assert!(
+        dns.is_empty(),
+        "DNS servers or health runners left running: {dns:#?}"
+    );
 }

@@ -39,7 +39,7 @@ pub fn container_json(c: &Container, paths: &ContainerPaths) -> Value {
             v
         })
         .collect();
-    json!({
+    let mut v = json!({
         "Id": r.id,
         "Created": r.created,
         "Path": path,
@@ -83,7 +83,11 @@ pub fn container_json(c: &Container, paths: &ContainerPaths) -> Value {
         "Mounts": mounts,
         "Config": config,
         "NetworkSettings": crate::netglue::settings_json(&paths.roots(), r, s.is_running()),
-    })
+    });
+    if let Some(h) = &c.health {
+        v["State"]["Health"] = serde_json::to_value(h).unwrap_or_default();
+    }
+    v
 }
 
 /// Docker's human status column: "Up 5 minutes", "Exited (0) 2 seconds ago", "Created".
@@ -95,7 +99,13 @@ pub fn status_text(c: &Container, now: chrono::DateTime<chrono::Utc>) -> String 
             .unwrap_or_default()
     };
     match s.status {
-        Status::Running => format!("Up {}", since(&s.started_at)),
+        Status::Running => match &c.health {
+            Some(h) if h.status == "starting" => {
+                format!("Up {} (health: starting)", since(&s.started_at))
+            }
+            Some(h) => format!("Up {} ({})", since(&s.started_at), h.status),
+            None => format!("Up {}", since(&s.started_at)),
+        },
         Status::Paused => format!("Up {} (Paused)", since(&s.started_at)),
         Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, since(&s.finished_at)),
         Status::Exited => format!("Exited ({}) {} ago", s.exit_code, since(&s.finished_at)),
@@ -143,7 +153,10 @@ pub fn filter_matches(c: &Container, key: &str, v: &str) -> bool {
             let mode = &c.record.host_config.network_mode;
             mode == v || c.record.networks.contains_key(v) || (v == "none" && mode.is_empty())
         }
-        "health" => v == "none" && c.record.config.healthcheck.is_none(),
+        "health" => match &c.health {
+            None => v == "none",
+            Some(h) => c.state.is_running() && h.status == v,
+        },
         "volume" => c
             .record
             .mounts

@@ -607,6 +607,7 @@ impl Engine {
             init: r.host_config.init,
             netns_path: r.host_config.netns_path.as_ref().map(PathBuf::from),
             net: self.net.clone(),
+            health: crate::runtime::health::config(r.config.healthcheck.as_ref()).is_some(),
             cgroup_parent: None,
             initial_attach: attach,
         })

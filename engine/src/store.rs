@@ -23,6 +23,8 @@ pub struct ContainerStore {
 pub struct Container {
     pub record: ContainerRecord,
     pub state: ContainerState,
+    /// Docker's State.Health, when the container has a healthcheck.
+    pub health: Option<crate::runtime::health::Health>,
 }
 
 impl ContainerStore {
@@ -129,7 +131,13 @@ impl ContainerStore {
             }
             Err(e) => return Err(e),
         };
-        Ok(Container { record, state })
+        let health = crate::runtime::health::config(record.config.healthcheck.as_ref())
+            .map(|_| crate::runtime::health::read(&p));
+        Ok(Container {
+            record,
+            state,
+            health,
+        })
     }
 
     pub fn ids(&self) -> Result<Vec<String>> {

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod exec;
 pub mod exec_helper;
+pub mod health;
 pub mod init;
 pub mod monitor;
 pub mod mounts;
@@ -83,6 +84,9 @@ pub struct StartRequest {
     /// (a firewall rebuild there must keep `ip-forward: false`'s rule).
     #[serde(default)]
     pub net: network::NetSettings,
+    /// The container has a healthcheck: the monitor starts its `__health` runner.
+    #[serde(default)]
+    pub health: bool,
     pub cgroup_parent: Option<String>,
     /// Streams of the first attach client, whose socket arrives with the request.
     pub initial_attach: Option<AttachStreams>,

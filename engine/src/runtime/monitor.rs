@@ -58,6 +58,8 @@ fn run(start: OwnedFd) -> Result<()> {
         }
     };
     let paths = ContainerPaths::new(&req.roots, &req.id);
+    // A new run starts "starting" again, not with the last run's verdict.
+    let _ = std::fs::remove_file(super::health::health_file(&paths));
     match launch(&req, &paths) {
         Ok(launched) => {
             let mut st = ContainerState::load(&paths.state()).unwrap_or_default();
@@ -81,6 +83,11 @@ fn run(start: OwnedFd) -> Result<()> {
                 None,
             )?;
             drop(start);
+            if req.health
+                && let Err(e) = super::health::spawn_runner(&req.roots, &req.id)
+            {
+                tracing::warn!("healthcheck of {}: {e}", req.id);
+            }
             supervise(&req, &paths, launched, first_client)
         }
         Err(e) => {
