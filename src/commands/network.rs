@@ -4,21 +4,6 @@ use super::Ctx;
 use crate::cli::{NetworkCommand, NetworkCreateArgs};
 use crate::errors::{CliError, CliResult};
 use crate::format;
-use std::collections::BTreeMap;
-
-fn kv(items: &[String]) -> CliResult<BTreeMap<String, String>> {
-    items
-        .iter()
-        .map(|i| {
-            let (k, v) = i.split_once('=').unwrap_or((i, ""));
-            if k.is_empty() {
-                Err(CliError::Usage(format!("invalid key=value: {i}")))
-            } else {
-                Ok((k.to_string(), v.to_string()))
-            }
-        })
-        .collect()
-}
 
 fn networks(ctx: &Ctx) -> CliResult<network::Networks> {
     Ok(network::Networks::open(
@@ -138,8 +123,8 @@ fn create(ctx: &Ctx, a: NetworkCreateArgs) -> CliResult<i32> {
         ip_range: a.ip_range,
         internal: a.internal,
         attachable: a.attachable,
-        labels: kv(&a.labels)?,
-        options: kv(&a.opts)?,
+        labels: super::volumes::kv_list(&a.labels)?,
+        options: super::volumes::kv_list(&a.opts)?,
     })?;
     println!("{}", n.id);
     Ok(0)

@@ -6,7 +6,8 @@ use crate::errors::{CliError, CliResult};
 use crate::format;
 use std::collections::BTreeMap;
 
-fn kv_list(items: &[String]) -> CliResult<BTreeMap<String, String>> {
+/// `key=value` flags (labels, driver options) as a map; a key is required.
+pub(super) fn kv_list(items: &[String]) -> CliResult<BTreeMap<String, String>> {
     items
         .iter()
         .map(|i| {

@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use bollard_stubs::models::{ExecConfig, ExecStartConfig};
 use engine::runtime::exec::ExecOptions;
-use engine::runtime::exec_helper::{CONTROL_FD, EXEC_HELPER_ARG, ExecHelperRequest};
+use engine::runtime::exec_helper::{EXEC_HELPER_ARG, ExecHelperRequest};
 use engine::runtime::sync::{self, SyncMsg};
 use serde_json::{Value, json};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -173,19 +173,9 @@ async fn launch(d: &AppState, e: &ExecEntry, opts: ExecOptions) -> ApiResult<Lau
         .stdout(piped(true))
         .stderr(piped(true))
         .kill_on_drop(false);
-    // SAFETY: only dup2/fcntl (async-signal-safe) between fork and exec: the control
-    // socket becomes the helper's fd 3 without CLOEXEC.
+    // SAFETY: the hook only runs dup2/fcntl (async-signal-safe) between fork and exec.
     unsafe {
-        cmd.pre_exec(move || {
-            if theirs_raw == CONTROL_FD {
-                if libc::fcntl(CONTROL_FD, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(theirs_raw, CONTROL_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(engine::runtime::exec_helper::control_fd_hook(theirs_raw));
     }
     let child = cmd
         .spawn()

@@ -8,7 +8,7 @@
 //! `health` filter read it; daemonless containers get healthchecks too.
 
 use super::exec::ExecOptions;
-use super::exec_helper::{CONTROL_FD, EXEC_HELPER_ARG, ExecHelperRequest};
+use super::exec_helper::{EXEC_HELPER_ARG, ExecHelperRequest};
 use crate::paths::{ContainerPaths, Roots};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -231,18 +231,9 @@ fn probe(roots: &Roots, id: &str, cfg: &HealthConfig) -> HealthLog {
         .stdout(std::process::Stdio::from(wr))
         .stderr(std::process::Stdio::from(wr2));
     use std::os::unix::process::CommandExt;
-    // SAFETY: this process is single-threaded; only dup2/fcntl between fork and exec.
+    // SAFETY: the hook only runs dup2/fcntl between fork and exec.
     unsafe {
-        cmd.pre_exec(move || {
-            if theirs_raw == CONTROL_FD {
-                if libc::fcntl(CONTROL_FD, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(theirs_raw, CONTROL_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(super::exec_helper::control_fd_hook(theirs_raw));
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,
