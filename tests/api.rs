@@ -1395,6 +1395,7 @@ fn update_resources_of_a_running_container() {
 #[test]
 fn healthchecks_flip_between_unhealthy_and_healthy() {
     let Some(d) = Daemon::start() else { return };
+    let since = (chrono::Utc::now().timestamp() - 1).to_string();
     d.ok(&[
         "run",
         "-d",
@@ -1449,6 +1450,28 @@ fn healthchecks_flip_between_unhealthy_and_healthy() {
             .lines()
             .count(),
         0
+    );
+    // Each change of status is an event, in order.
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let events = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=hc",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let health: Vec<&str> = events
+        .lines()
+        .filter(|l| l.starts_with("health_status"))
+        .collect();
+    assert_eq!(
+        health,
+        ["health_status: unhealthy", "health_status: healthy"],
+        "{events}"
     );
     // A probe that outlives its timeout.
     d.ok(&[

@@ -118,7 +118,15 @@ fn watch(
     let mine = writer.clone();
     let d = d.clone();
     let id = id.to_string();
+    // `health_status` events while we watch the container; dropped (and so ended) with
+    // this watcher when the container exits.
+    let _health = meta
+        .as_ref()
+        .filter(|r| engine::runtime::health::config(r.config.healthcheck.as_ref()).is_some())
+        .and_then(|r| watch_health(&d, r.clone()))
+        .map(AbortOnDrop);
     tokio::spawn(async move {
+        let _health = _health;
         let mut output = output;
         let mut dec = Decoder::default();
         let mut buf = vec![0u8; 64 * 1024];
@@ -152,6 +160,81 @@ fn watch(
         }
         publish_exit(&d, &id, meta, exit);
     });
+}
+
+/// Publishes Docker's `health_status: <status>` on every change of the container's
+/// recorded health, woken by inotify when its runner replaces `health.json`. Ends when
+/// the returned handle is dropped.
+fn watch_health(
+    d: &AppState,
+    r: engine::model::ContainerRecord,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let paths = d.engine.paths(&r.id);
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+    ino.add_watch(&paths.dir, AddWatchFlags::IN_MOVED_TO).ok()?;
+    // SAFETY: the AsyncFd owns the Inotify, so its descriptor stays open and the same
+    // for the AsyncFd's whole life.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(
+            InotifyFd(ino),
+            tokio::io::Interest::READABLE,
+        )
+    }
+    .ok()?;
+    let d = d.clone();
+    Some(tokio::spawn(async move {
+        let mut last = String::new();
+        loop {
+            let Ok(mut guard) = fd.readable().await else {
+                return;
+            };
+            let changed = match guard.get_inner().0.read_events() {
+                Ok(evs) => evs
+                    .iter()
+                    .any(|e| e.name.as_deref().is_some_and(|n| n == "health.json")),
+                Err(nix::errno::Errno::EAGAIN) => {
+                    guard.clear_ready();
+                    continue;
+                }
+                Err(_) => return,
+            };
+            if !changed {
+                continue;
+            }
+            let status = engine::runtime::health::read(&paths).status;
+            if status != last && status != "starting" {
+                d.events.container(
+                    &format!("health_status: {status}"),
+                    &r.id,
+                    &r.config.image,
+                    &r.name,
+                    &r.config.labels,
+                    &[],
+                );
+            }
+            last = status;
+        }
+    }))
+}
+
+/// nix's Inotify as a raw descriptor for tokio's reactor.
+struct InotifyFd(nix::sys::inotify::Inotify);
+
+impl std::os::fd::AsRawFd for InotifyFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// Aborts the health watcher when the exit watcher ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 async fn forward(output: &mut Option<Output>, stream: u8, p: Vec<u8>) {
