@@ -1,14 +1,15 @@
 //! The embedded DNS server of a user-defined network, like podman's aardvark-dns: one tiny
 //! single-threaded process per network (`pelagos __dns`), listening on the network's
-//! gateway address, port 53/udp, in the host namespace. It answers A queries for container
-//! names, aliases and short IDs from the network's live endpoint records (read per query:
-//! a handful of small files, so it can never serve stale data and needs no reload
-//! protocol) and forwards every other query to the host's resolvers. The first container
-//! joining the network starts it; it exits once the network has no endpoints left.
+//! gateway address, port 53 (UDP and TCP), in the host namespace. It answers A queries for
+//! container names, aliases and short IDs from the network's live endpoint records (read
+//! per query: a handful of small files, so it can never serve stale data and needs no
+//! reload protocol) and forwards every other query upstream (the asking container's
+//! `--dns`, daemon.json `dns`, else the host's resolvers). The first container joining the
+//! network starts it; it exits a moment after the network has no endpoints left.
 //!
-//! Uniqueness needs no pid file: the listening socket is the mutex. Starting and the
-//! decision to exit both happen under the network's lock, so a container joining while the
-//! server is leaving always ends up with a running server.
+//! Uniqueness: the server holds an flock on its pid file for its whole life (see
+//! `life_file`). Starting and the decision to exit both happen under the network's lock, so
+//! a container joining while the server is leaving always ends up with a running server.
 
 use crate::Networks;
 use crate::error::{Error, Result};
@@ -17,7 +18,10 @@ use crate::model::{Endpoint, Network};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a server with no endpoint left stays before it exits.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The argument that turns the pelagos binary into a network's DNS server.
 pub const DNS_ARG: &str = "__dns";
@@ -213,6 +217,7 @@ fn serve(
         );
     }
     let mut buf = [0u8; 1500];
+    let mut idle_since: Option<Instant> = None;
     loop {
         let mut pfds = [
             libc::pollfd {
@@ -231,8 +236,29 @@ fn serve(
                 revents: 0,
             },
         ];
+        // Idle: wait at most until the linger deadline; otherwise only for events.
+        let timeout = idle_since.map_or(-1, |t| {
+            LINGER
+                .saturating_sub(t.elapsed())
+                .as_millis()
+                .clamp(1, i32::MAX as u128) as i32
+        });
         // SAFETY: three valid pollfds (a negative fd is ignored by poll).
-        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, -1) };
+        let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
+        if rc == 0 && idle_since.is_some_and(|t| t.elapsed() >= LINGER) {
+            // Decide under the lock a joining container takes to check for us.
+            if let Ok(_l) = nets.net_lock(&n.id)
+                && read_endpoints(&dir).is_ok_and(|v| v.is_empty())
+            {
+                drop(sock);
+                drop(tcp);
+                let _ = crate::fsutil::remove_if_exists(&life_file(nets, &n.id));
+                drop(life);
+                std::process::exit(0);
+            }
+            idle_since = None;
+            continue;
+        }
         if rc <= 0 {
             continue;
         }
@@ -251,18 +277,11 @@ fn serve(
             if let Some(i) = &ino {
                 let _ = i.read_events();
             }
-            if read_endpoints(&dir).is_ok_and(|v| v.is_empty()) {
-                // Decide under the lock a joining container takes to check for us.
-                if let Ok(_l) = nets.net_lock(&n.id)
-                    && read_endpoints(&dir).is_ok_and(|v| v.is_empty())
-                {
-                    drop(sock);
-                    drop(tcp);
-                    let _ = crate::fsutil::remove_if_exists(&life_file(nets, &n.id));
-                    drop(life);
-                    std::process::exit(0);
-                }
-            }
+            // The last endpoint gone: linger a moment, so a container that replaces it
+            // right away (a `run --rm` loop, a restart) does not pay for a new server.
+            idle_since = read_endpoints(&dir)
+                .is_ok_and(|v| v.is_empty())
+                .then(Instant::now);
         }
     }
 }
