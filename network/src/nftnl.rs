@@ -262,6 +262,13 @@ fn read_acks(sock: &OwnedFd, buf: &mut [u8], pending: &mut Vec<u32>) -> Result<(
                 std::io::Error::last_os_error(),
             ));
         }
+        // A datagram socket never reads 0 unless something is badly off; waiting again
+        // would spin, so it counts as a failed batch (the caller rebuilds the table).
+        if n == 0 {
+            return Err(Error::Firewall(
+                "nf_tables: empty netlink reply before every ACK".into(),
+            ));
+        }
         let mut msgs = &buf[..n as usize];
         while msgs.len() >= 16 {
             let len = u32::from_ne_bytes([msgs[0], msgs[1], msgs[2], msgs[3]]) as usize;
@@ -290,6 +297,67 @@ fn read_acks(sock: &OwnedFd, buf: &mut [u8], pending: &mut Vec<u32>) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firewall::{PortRule, port_elements};
+
+    /// A decoded netlink attribute: type without flags, nested flag, payload.
+    #[derive(Debug)]
+    struct Attr {
+        ty: u16,
+        nested: bool,
+        payload: Vec<u8>,
+    }
+
+    fn attrs(mut b: &[u8]) -> Vec<Attr> {
+        let mut v = Vec::new();
+        while !b.is_empty() {
+            assert!(b.len() >= 4, "attribute header cut: {b:?}");
+            let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+            let ty = u16::from_ne_bytes([b[2], b[3]]);
+            assert!(
+                len >= 4 && len <= b.len(),
+                "attribute length {len} of {}",
+                b.len()
+            );
+            v.push(Attr {
+                ty: ty & !NLA_F_NESTED,
+                nested: ty & NLA_F_NESTED != 0,
+                payload: b[4..len].to_vec(),
+            });
+            b = &b[len.next_multiple_of(4).min(b.len())..];
+        }
+        v
+    }
+
+    /// One netlink message: (type, flags, seq, nfgenmsg family, res_id, attribute bytes).
+    fn messages(mut b: &[u8]) -> Vec<(u16, u16, u32, u8, u16, Vec<u8>)> {
+        let mut v = Vec::new();
+        while !b.is_empty() {
+            let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            assert!(
+                len >= 20 && len <= b.len() && len.is_multiple_of(4),
+                "message length {len}"
+            );
+            let ty = u16::from_ne_bytes([b[4], b[5]]);
+            let flags = u16::from_ne_bytes([b[6], b[7]]);
+            let seq = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]);
+            assert_eq!(&b[12..16], &[0, 0, 0, 0], "port id is the kernel's to fill");
+            assert_eq!(b[17], 0, "NFNETLINK_V0");
+            let res_id = u16::from_be_bytes([b[18], b[19]]);
+            v.push((ty, flags, seq, b[16], res_id, b[20..len].to_vec()));
+            b = &b[len..];
+        }
+        v
+    }
+
+    fn port(proto: &str, host_ip: Option<&str>, host_port: u16, target: &str, to: u16) -> PortRule {
+        PortRule {
+            proto: proto.into(),
+            host_ip: host_ip.map(|i| i.parse().unwrap()),
+            host_port,
+            target: target.parse().unwrap(),
+            target_port: to,
+        }
+    }
 
     #[test]
     fn concatenations_pad_every_field_to_a_register() {
@@ -301,36 +369,173 @@ mod tests {
         assert_eq!(k, [17, 0, 0, 0, 0x14, 0xe9, 0, 0]);
     }
 
+    /// The element list must be byte for byte what nft itself sends. Reference: nftables
+    /// 1.0.6, `nft --debug=mnl add element ip t ports_addr_port { 127.0.0.1 . udp . 5353 :
+    /// 53 }` (and `ports_any_ip { tcp . 8080 : 10.1.0.7 }`) against maps declared as
+    /// ours are; nft adds NFTA_SET_ELEM_LIST_SET_ID, which a set found by name ignores.
     #[test]
-    fn batch_is_framed_and_acked_per_map() {
-        let change = MapChange {
-            map: "ports_any".into(),
-            add: true,
-            elements: vec![Element {
-                key: vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0],
-                data: vec![172, 17, 0, 2, 0, 80, 0, 0],
-            }],
-        };
-        let empty = MapChange {
-            map: "ports4".into(),
+    fn elements_match_what_nft_sends() {
+        let table_attr = [6u8, 0, 1, 0, b't', 0, 0, 0];
+        let cases = [
+            (
+                port("udp", Some("127.0.0.1"), 5353, "10.1.0.2", 53),
+                "ports_addr_port",
+                vec![
+                    40u8, 0, 3, 0x80, // NFTA_SET_ELEM_LIST_ELEMENTS, nested
+                    36, 0, 1, 0x80, // NFTA_LIST_ELEM
+                    20, 0, 1, 0x80, // NFTA_SET_ELEM_KEY
+                    16, 0, 1, 0, // NFTA_DATA_VALUE: 127.0.0.1 . udp . 5353
+                    0x7f, 0, 0, 1, 0x11, 0, 0, 0, 0x14, 0xe9, 0, 0, //
+                    12, 0, 2, 0x80, // NFTA_SET_ELEM_DATA
+                    6, 0, 1, 0, 0, 0x35, 0, 0, // NFTA_DATA_VALUE: 53 (2 bytes, padded)
+                ],
+            ),
+            (
+                port("tcp", None, 8080, "10.1.0.7", 80),
+                "ports_any_ip",
+                vec![
+                    36u8, 0, 3, 0x80, //
+                    32, 0, 1, 0x80, //
+                    16, 0, 1, 0x80, //
+                    12, 0, 1, 0, 6, 0, 0, 0, 0x1f, 0x90, 0, 0, // tcp . 8080
+                    12, 0, 2, 0x80, //
+                    8, 0, 1, 0, 10, 1, 0, 7, // 10.1.0.7
+                ],
+            ),
+        ];
+        for (rule, map, want_elements) in cases {
+            let elements: Vec<Element> = port_elements(&rule)
+                .into_iter()
+                .filter(|(m, _)| *m == map)
+                .map(|(_, e)| e)
+                .collect();
+            assert_eq!(elements.len(), 1, "{map}");
+            let change = MapChange {
+                map: map.into(),
+                add: true,
+                elements,
+            };
+            let (bytes, _) = encode("t", &[change], 7);
+            let msgs = messages(&bytes);
+            let (ty, flags, _, family, _, body) = &msgs[1];
+            assert_eq!(
+                *ty, 0x0a0c,
+                "NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWSETELEM"
+            );
+            assert_eq!(
+                *flags, 0x405,
+                "REQUEST | ACK | CREATE (no EXCL: re-adding is fine)"
+            );
+            assert_eq!(*family, 2, "NFPROTO_IPV4");
+            let mut set_attr = vec![0u8, 0, 2, 0];
+            set_attr.extend_from_slice(map.as_bytes());
+            set_attr.push(0);
+            set_attr[0] = set_attr.len() as u8;
+            while !set_attr.len().is_multiple_of(4) {
+                set_attr.push(0);
+            }
+            let mut want = table_attr.to_vec();
+            want.extend(set_attr);
+            want.extend(want_elements);
+            assert_eq!(body, &want, "{map}");
+        }
+    }
+
+    /// Decodes a whole batch: framing, sequence numbers, which messages ask for ACKs, and
+    /// every element's key and data where they belong (deletes carry keys only).
+    #[test]
+    fn batch_decodes_back_to_the_changes() {
+        let web = port("tcp", None, 18080, "172.18.0.5", 80);
+        let dns = port("udp", Some("127.0.0.1"), 5353, "172.18.0.5", 53);
+        let mut add: Vec<MapChange> = Vec::new();
+        for (map, by_addr, _) in crate::firewall::MAPS {
+            let rule = if by_addr { &dns } else { &web };
+            add.push(MapChange {
+                map: map.into(),
+                add: true,
+                elements: port_elements(rule)
+                    .into_iter()
+                    .filter(|(m, _)| *m == map)
+                    .map(|(_, e)| e)
+                    .collect(),
+            });
+        }
+        let mut changes = vec![MapChange {
+            map: "ports_any_port".into(),
+            add: false,
+            elements: port_elements(&port("tcp", None, 9, "172.18.0.9", 9))
+                .into_iter()
+                .filter(|(m, _)| *m == "ports_any_port")
+                .map(|(_, e)| e)
+                .collect(),
+        }];
+        changes.extend(add);
+        changes.push(MapChange {
+            map: "nothing_to_do".into(),
             add: true,
             elements: vec![],
-        };
-        let (b, acks) = encode("pelagos", &[change, empty], 100);
-        assert_eq!(acks, vec![101]);
-        // begin (20) + one message + end (20); lengths add up.
-        let first = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        assert_eq!(first, 20);
-        assert_eq!(u16::from_ne_bytes([b[4], b[5]]), NFNL_MSG_BATCH_BEGIN);
-        let second = u32::from_ne_bytes([b[20], b[21], b[22], b[23]]) as usize;
-        assert_eq!(
-            u16::from_ne_bytes([b[24], b[25]]),
-            (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM
-        );
-        assert_eq!(b.len(), 20 + second + 20);
-        let body = &b[20..20 + second];
-        assert!(body.windows(8).any(|w| w == b"pelagos\0"));
-        assert!(body.windows(10).any(|w| w == b"ports_any\0"));
-        assert!(body.windows(8).any(|w| w == [172, 17, 0, 2, 0, 80, 0, 0]));
+        });
+        let (bytes, acks) = encode("pelagos_x", &changes, 1000);
+        let msgs = messages(&bytes);
+        // begin, 1 delete, 4 adds, end; the empty change sends nothing.
+        assert_eq!(msgs.len(), 7);
+        let seqs: Vec<u32> = msgs.iter().map(|m| m.2).collect();
+        assert_eq!(seqs, (1000..1007).collect::<Vec<_>>());
+        assert_eq!(acks, (1001..1006).collect::<Vec<_>>());
+        for m in [&msgs[0], &msgs[6]] {
+            // Batch delimiters: AF_UNSPEC, resource id = the nf_tables subsystem.
+            assert_eq!((m.3, m.4), (0, NFNL_SUBSYS_NFTABLES));
+            assert_eq!(m.1, NLM_F_REQUEST);
+            assert!(m.5.is_empty());
+        }
+        assert_eq!(msgs[0].0, NFNL_MSG_BATCH_BEGIN);
+        assert_eq!(msgs[6].0, NFNL_MSG_BATCH_END);
+        for (i, m) in msgs[1..6].iter().enumerate() {
+            let change = &changes[i];
+            let want_ty = if change.add {
+                NFT_MSG_NEWSETELEM
+            } else {
+                NFT_MSG_DELSETELEM
+            };
+            assert_eq!(m.0, (NFNL_SUBSYS_NFTABLES << 8) | want_ty);
+            assert_ne!(m.1 & NLM_F_ACK, 0, "every change is acknowledged");
+            let top = attrs(&m.5);
+            assert_eq!(top.len(), 3);
+            assert_eq!((top[0].ty, &top[0].payload[..]), (1, &b"pelagos_x\0"[..]));
+            assert_eq!(top[1].payload, cstr(&change.map));
+            assert!(top[2].nested && top[2].ty == NFTA_SET_ELEM_LIST_ELEMENTS);
+            let list = attrs(&top[2].payload);
+            assert_eq!(list.len(), change.elements.len());
+            for (el, want) in list.iter().zip(&change.elements) {
+                assert!(el.nested && el.ty == NFTA_LIST_ELEM);
+                let parts = attrs(&el.payload);
+                assert_eq!(parts.len(), if change.add { 2 } else { 1 });
+                assert!(parts[0].nested && parts[0].ty == NFTA_SET_ELEM_KEY);
+                let key = attrs(&parts[0].payload);
+                assert_eq!((key[0].ty, &key[0].payload), (NFTA_DATA_VALUE, &want.key));
+                assert!(
+                    key[0].payload.len().is_multiple_of(4),
+                    "keys are whole registers"
+                );
+                if change.add {
+                    assert!(parts[1].nested && parts[1].ty == NFTA_SET_ELEM_DATA);
+                    let data = attrs(&parts[1].payload);
+                    assert_eq!(
+                        (data[0].ty, &data[0].payload),
+                        (NFTA_DATA_VALUE, &want.data)
+                    );
+                }
+            }
+        }
+        // The by-address key: address, protocol, port, each in its own register.
+        let addr_key = &changes[1].elements[0].key;
+        assert_eq!(addr_key, &[127, 0, 0, 1, 17, 0, 0, 0, 0x14, 0xe9, 0, 0]);
+    }
+
+    #[test]
+    fn nothing_to_change_sends_nothing() {
+        let (_, acks) = encode("t", &[], 1);
+        assert!(acks.is_empty());
+        assert!(apply("t", &[]).is_ok());
     }
 }
