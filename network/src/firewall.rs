@@ -546,4 +546,84 @@ mod tests {
             .unwrap();
         assert!(!gone.status.success(), "table still there");
     }
+
+    /// Every port map's elements as nft reads them back, sorted, per map name.
+    fn listed_maps(table: &str) -> Vec<(String, Vec<String>)> {
+        let out = Command::new("nft")
+            .args(["-j", "list", "table", "ip", table])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut maps: Vec<(String, Vec<String>)> = v["nftables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o.get("map"))
+            .map(|m| {
+                let mut elems: Vec<String> = m["elem"]
+                    .as_array()
+                    .map(|a| a.iter().map(|e| e.to_string()).collect())
+                    .unwrap_or_default();
+                elems.sort();
+                (m["name"].as_str().unwrap().to_string(), elems)
+            })
+            .collect();
+        maps.sort();
+        maps
+    }
+
+    /// Elements added over netlink are exactly what the `nft -j` rebuild writes for the
+    /// same ports (so either path can follow the other), and deleting them over netlink
+    /// gives back the rebuild without them (root only; private tables, removed again).
+    #[test]
+    fn netlink_elements_agree_with_the_rebuild() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 || Command::new("nft").arg("-v").output().is_err() {
+            eprintln!("skipped: needs root and nft");
+            return;
+        }
+        let pid = std::process::id();
+        let (inc, full) = (format!("pelagos_inc_{pid}"), format!("pelagos_full_{pid}"));
+        let base = sample();
+        let extra: Vec<PortRule> = [
+            ("tcp", None, 18090, "10.1.0.7", 80),
+            ("udp", None, 18091, "10.1.0.7", 53),
+            ("tcp", Some("127.0.0.1"), 18092, "10.1.0.8", 8080),
+            ("udp", Some("10.1.0.1"), 18093, "10.1.0.8", 5353),
+        ]
+        .iter()
+        .map(|(proto, ip, hp, t, tp)| PortRule {
+            proto: proto.to_string(),
+            host_ip: ip.map(|i| i.parse().unwrap()),
+            host_port: *hp,
+            target: t.parse().unwrap(),
+            target_port: *tp,
+        })
+        .collect();
+        let mut with = base.clone();
+        with.ports.extend(extra.iter().cloned());
+        Nft.apply(&inc, &base).unwrap();
+        Nft.apply(&full, &with).unwrap();
+        let added = Nft.update_ports(&inc, &extra, &[]);
+        let (inc_with, full_with) = (listed_maps(&inc), listed_maps(&full));
+        let removed = Nft.update_ports(&inc, &[], &extra);
+        let inc_without = listed_maps(&inc);
+        Nft.apply(&full, &base).unwrap();
+        let full_without = listed_maps(&full);
+        Nft.remove(&inc).unwrap();
+        Nft.remove(&full).unwrap();
+        added.unwrap();
+        removed.unwrap();
+        assert_eq!(inc_with, full_with);
+        assert_eq!(inc_without, full_without);
+        assert_eq!(
+            full_with.iter().map(|(_, e)| e.len()).sum::<usize>(),
+            2 * (extra.len() + base.ports.len())
+        );
+    }
 }

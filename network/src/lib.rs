@@ -100,6 +100,12 @@ impl Networks {
         })
     }
 
+    /// With another firewall backend (unit tests fake the kernel).
+    #[cfg(test)]
+    fn with_firewall(cfg: NetConfig, fw: Box<dyn Firewall + Send + Sync>) -> Self {
+        Networks { cfg, fw }
+    }
+
     fn net_file(&self, id: &str) -> PathBuf {
         self.cfg.networks_dir().join(format!("{id}.json"))
     }
@@ -1032,4 +1038,295 @@ fn random_id() -> String {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// The port maps as the kernel would hold them: key (host ip, proto, host port) ->
+    /// (target, target port). Element updates behave like nf_tables': re-adding the same
+    /// element is fine, re-adding a key with other data or deleting a missing key fails
+    /// and changes nothing; `apply` replaces everything.
+    /// (host address, protocol, host port) -> (target, target port).
+    type PortMap = BTreeMap<(Option<Ipv4Addr>, String, u16), (Ipv4Addr, u16)>;
+
+    #[derive(Default)]
+    struct FakeState {
+        table: Mutex<Option<PortMap>>,
+        updates: AtomicUsize,
+        rebuilds: AtomicUsize,
+        /// Set while a call runs: two at once means the lock did not serialise them.
+        busy: AtomicBool,
+        overlaps: AtomicUsize,
+    }
+
+    struct Fake(Arc<FakeState>);
+
+    fn key(p: &PortRule) -> (Option<Ipv4Addr>, String, u16) {
+        (p.host_ip, p.proto.clone(), p.host_port)
+    }
+
+    impl FakeState {
+        fn enter(&self) {
+            if self.busy.swap(true, Ordering::SeqCst) {
+                self.overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            // Widen the window in which an unserialised caller would overlap.
+            std::thread::sleep(std::time::Duration::from_micros(300));
+        }
+        fn leave(&self) {
+            self.busy.store(false, Ordering::SeqCst);
+        }
+        fn elements(&self) -> Vec<(Option<Ipv4Addr>, String, u16, Ipv4Addr, u16)> {
+            let t = self.table.lock().unwrap();
+            t.iter()
+                .flat_map(|m| m.iter())
+                .map(|((ip, pr, hp), (t, tp))| (*ip, pr.clone(), *hp, *t, *tp))
+                .collect()
+        }
+    }
+
+    impl Firewall for Fake {
+        fn apply(&self, _: &str, rules: &Ruleset) -> Result<()> {
+            self.0.enter();
+            let m = rules
+                .ports
+                .iter()
+                .map(|p| (key(p), (p.target, p.target_port)))
+                .collect();
+            *self.0.table.lock().unwrap() = Some(m);
+            self.0.rebuilds.fetch_add(1, Ordering::SeqCst);
+            self.0.leave();
+            Ok(())
+        }
+        fn remove(&self, _: &str) -> Result<()> {
+            *self.0.table.lock().unwrap() = None;
+            Ok(())
+        }
+        fn update_ports(&self, _: &str, add: &[PortRule], remove: &[PortRule]) -> Result<()> {
+            self.0.enter();
+            self.0.updates.fetch_add(1, Ordering::SeqCst);
+            let mut guard = self.0.table.lock().unwrap();
+            let r = (|| {
+                let mut t = guard
+                    .clone()
+                    .ok_or(Error::Firewall("No such file".into()))?;
+                for p in remove {
+                    t.remove(&key(p))
+                        .ok_or(Error::Firewall("No such file or directory".into()))?;
+                }
+                for p in add {
+                    let data = (p.target, p.target_port);
+                    if t.insert(key(p), data).is_some_and(|old| old != data) {
+                        return Err(Error::Firewall("Device or resource busy".into()));
+                    }
+                }
+                *guard = Some(t);
+                Ok(())
+            })();
+            drop(guard);
+            self.0.leave();
+            r
+        }
+    }
+
+    fn service(d: &Path) -> (Networks, Arc<FakeState>) {
+        let cfg = NetConfig::load(&d.join("data"), &d.join("run"), &NetSettings::default())
+            .expect("config");
+        let state = Arc::new(FakeState::default());
+        (
+            Networks::with_firewall(cfg, Box::new(Fake(state.clone()))),
+            state,
+        )
+    }
+
+    /// A sandbox with published ports, as `setup` records it before the monitor publishes.
+    fn sandbox(n: &Networks, cid: &str, target: &str, ports: &[(&str, &str, u16, u16)]) {
+        let sb = Sandbox {
+            container_id: cid.into(),
+            netns_path: n.netns_pin(cid).display().to_string(),
+            networks: vec![],
+            ports: ports
+                .iter()
+                .map(|(proto, ip, host, ctr)| PortMapping {
+                    proto: proto.to_string(),
+                    container_port: *ctr,
+                    host_ip: ip.to_string(),
+                    host_port: *host,
+                })
+                .collect(),
+            port_target: target.into(),
+        };
+        write_json(&n.sandbox_file(cid), &sb).unwrap();
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ports_come_and_go_as_elements_without_a_rebuild() {
+        let d = tempfile::tempdir().unwrap();
+        let (n, fw) = service(d.path());
+        n.sync_firewall().unwrap();
+        assert_eq!(fw.rebuilds.load(Ordering::SeqCst), 1);
+        sandbox(&n, "a", "172.18.0.2", &[("tcp", "127.0.0.1", 8080, 80)]);
+        sandbox(
+            &n,
+            "b",
+            "172.18.0.3",
+            &[("udp", "", 5353, 53), ("tcp", "0.0.0.0", 81, 81)],
+        );
+        n.publish_sandbox("a").unwrap();
+        n.publish_sandbox("b").unwrap();
+        let mut want = vec![
+            (None, "tcp".to_string(), 81, ip("172.18.0.3"), 81),
+            (None, "udp".to_string(), 5353, ip("172.18.0.3"), 53),
+            (
+                Some(ip("127.0.0.1")),
+                "tcp".to_string(),
+                8080,
+                ip("172.18.0.2"),
+                80,
+            ),
+        ];
+        assert_eq!(fw.elements(), want);
+        n.teardown("a").unwrap();
+        want.pop();
+        assert_eq!(fw.elements(), want);
+        n.teardown("b").unwrap();
+        // A second teardown has nothing left to withdraw.
+        n.teardown("b").unwrap();
+        assert!(fw.elements().is_empty());
+        assert_eq!(fw.updates.load(Ordering::SeqCst), 4);
+        // The element path never ran the whole-table rebuild.
+        assert_eq!(fw.rebuilds.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn element_errors_fall_back_to_a_rebuild_from_disk() {
+        let d = tempfile::tempdir().unwrap();
+        let (n, fw) = service(d.path());
+        // No table at all (flushed by someone, or never built): the update fails and the
+        // rebuild brings every recorded container's ports, not only this one's.
+        sandbox(&n, "a", "172.18.0.2", &[("tcp", "", 8080, 80)]);
+        sandbox(&n, "b", "172.18.0.3", &[("tcp", "", 8081, 80)]);
+        n.publish_sandbox("a").unwrap();
+        assert_eq!(fw.rebuilds.load(Ordering::SeqCst), 1);
+        assert_eq!(fw.elements().len(), 2);
+        // Someone deleted a's elements behind our back: a's teardown cannot delete them,
+        // so the table is rebuilt from what is left on disk (b).
+        fw.table
+            .lock()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .retain(|k, _| k.2 != 8080);
+        n.teardown("a").unwrap();
+        assert_eq!(fw.rebuilds.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            fw.elements(),
+            vec![(None, "tcp".to_string(), 8081, ip("172.18.0.3"), 80)]
+        );
+    }
+
+    #[test]
+    fn a_network_level_rebuild_repairs_stale_and_missing_elements() {
+        let d = tempfile::tempdir().unwrap();
+        let (n, fw) = service(d.path());
+        n.sync_firewall().unwrap();
+        // A crash: the monitor of "gone" died after publishing (its sandbox file was
+        // removed, its elements stayed), and "new" recorded ports that never went live.
+        Fake(fw.clone())
+            .update_ports(
+                "t",
+                &[PortRule {
+                    proto: "tcp".into(),
+                    host_ip: None,
+                    host_port: 9000,
+                    target: ip("172.18.0.9"),
+                    target_port: 80,
+                }],
+                &[],
+            )
+            .unwrap();
+        sandbox(&n, "new", "172.18.0.4", &[("udp", "127.0.0.1", 9001, 53)]);
+        n.sync_firewall().unwrap();
+        assert_eq!(
+            fw.elements(),
+            vec![(
+                Some(ip("127.0.0.1")),
+                "udp".to_string(),
+                9001,
+                ip("172.18.0.4"),
+                53
+            )]
+        );
+    }
+
+    /// Starts and stops publishing ports while network-level rebuilds run: every firewall
+    /// call is serialised by firewall.lock, and the table ends exactly as the disk says.
+    #[test]
+    fn concurrent_publishes_and_rebuilds_end_consistent() {
+        let d = tempfile::tempdir().unwrap();
+        let (n, fw) = service(d.path());
+        let n = Arc::new(n);
+        n.sync_firewall().unwrap();
+        let workers: Vec<_> = (0..6u16)
+            .map(|i| {
+                let n = n.clone();
+                std::thread::spawn(move || {
+                    for round in 0..5u16 {
+                        let cid = format!("c{i}");
+                        let port = 20000 + i * 10 + round;
+                        sandbox(
+                            &n,
+                            &cid,
+                            &format!("172.18.0.{}", i + 2),
+                            &[("tcp", "", port, 80)],
+                        );
+                        n.publish_sandbox(&cid).unwrap();
+                        if round < 4 {
+                            n.teardown(&cid).unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let rebuilder = {
+            let n = n.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    n.sync_firewall().unwrap();
+                }
+            })
+        };
+        for w in workers {
+            w.join().unwrap();
+        }
+        rebuilder.join().unwrap();
+        assert_eq!(
+            fw.overlaps.load(Ordering::SeqCst),
+            0,
+            "firewall calls overlapped"
+        );
+        // The last round of each worker is still running: exactly those ports are live.
+        let live: Vec<u16> = fw.elements().iter().map(|e| e.2).collect();
+        let want: Vec<u16> = (0..6u16).map(|i| 20000 + i * 10 + 4).collect();
+        assert_eq!(live, want);
+        let from_disk: Vec<u16> = n
+            .ruleset()
+            .unwrap()
+            .ports
+            .iter()
+            .map(|p| p.host_port)
+            .collect();
+        let mut from_disk = from_disk;
+        from_disk.sort();
+        assert_eq!(from_disk, want);
+    }
 }
