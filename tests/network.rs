@@ -827,6 +827,109 @@ fn removing_everything_leaves_no_veth_pin_rule_or_dns_server() {
     );
 }
 
+/// Starts publishing ports at the same time as a network-level rebuild: every container's
+/// port answers, the port maps hold exactly the live containers' elements, a network change
+/// repairs elements lost or left stale behind our back, and concurrent removals empty them.
+#[test]
+fn concurrent_published_ports_stay_consistent_with_the_maps() {
+    let Some(p) = Pelagos::new() else { return };
+    const N: usize = 6;
+    let scripts: Vec<String> = (0..N).map(|i| web_script(&format!("c{i}"))).collect();
+    let mut children: Vec<_> = scripts
+        .iter()
+        .map(|s| p.spawn(&["run", "-d", "-p", "127.0.0.1::80", "busybox", "sh", "-c", s]))
+        .collect();
+    // A network create rebuilds the whole table in the middle of the starts.
+    children.push(p.spawn(&["network", "create", "mid"]));
+    let mut ids = Vec::new();
+    for c in children {
+        let o = common::wait_output(c, common::CMD_TIMEOUT, &["run"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ids.push(String::from_utf8_lossy(&o.stdout).trim().to_string());
+    }
+    ids.pop(); // the network's ID
+    let ports: Vec<u16> = ids.iter().map(|id| host_port(&p, id, "80/tcp")).collect();
+    let answers = |i: usize| {
+        let mut last = String::new();
+        let ok = poll_until(SECS_5, || {
+            last = http_get(ports[i]).unwrap_or_else(|e| e.to_string());
+            last.contains(&format!("hello-c{i}"))
+        });
+        assert!(ok, "container {i} on 127.0.0.1:{}: {last}", ports[i]);
+    };
+    for i in 0..N {
+        answers(i);
+    }
+    let table = nft_table_of(&p);
+    let mut want = ports.clone();
+    want.sort();
+    for map in ["ports_addr_ip", "ports_addr_port"] {
+        assert_eq!(map_ports(&table, map), want, "{map}");
+    }
+    assert!(map_ports(&table, "ports_any_ip").is_empty());
+    // Behind our back: container 0's elements deleted, a stale element added.
+    for (map, data) in [("ports_addr_ip", "10.255.255.1"), ("ports_addr_port", "1")] {
+        let lost = format!("{{ 127.0.0.1 . tcp . {} }}", ports[0]);
+        let stale = format!("{{ 127.0.0.1 . tcp . 1 : {data} }}");
+        for (verb, elem) in [("delete", lost), ("add", stale)] {
+            let ok = std::process::Command::new("nft")
+                .args([verb, "element", "ip", &table, map, &elem])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "nft {verb} element {map} {elem}");
+        }
+    }
+    assert!(!map_ports(&table, "ports_addr_ip").contains(&ports[0]));
+    // The next network-level change rebuilds from the sandboxes on disk.
+    p.ok(&["network", "rm", "mid"]);
+    for map in ["ports_addr_ip", "ports_addr_port"] {
+        assert_eq!(map_ports(&table, map), want, "{map} after the rebuild");
+    }
+    answers(0);
+    let removals: Vec<_> = ids.iter().map(|id| p.spawn(&["rm", "-f", id])).collect();
+    for c in removals {
+        let o = common::wait_output(c, common::CMD_TIMEOUT, &["rm"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for map in [
+        "ports_addr_ip",
+        "ports_addr_port",
+        "ports_any_ip",
+        "ports_any_port",
+    ] {
+        assert!(
+            map_ports(&table, map).is_empty(),
+            "{map}: {}",
+            nft_list(&table)
+        );
+    }
+}
+
+/// Host ports of a port map's elements (the key's last field), sorted.
+fn map_ports(table: &str, map: &str) -> Vec<u16> {
+    let out = std::process::Command::new("nft")
+        .args(["-j", "list", "map", "ip", table, map])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ports: Vec<u16> = v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("map"))
+        .flat_map(|m| m["elem"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e[0]["concat"].as_array()?.last()?.as_u64())
+        .map(|p| p as u16)
+        .collect();
+    ports.sort();
+    ports
+}
+
 fn nft_table_of(p: &Pelagos) -> String {
     // Derived from the data root exactly as the network crate does.
     use std::process::Command;
