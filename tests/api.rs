@@ -765,7 +765,8 @@ fn events_stream_and_replay() {
     assert_eq!(v["Actor"]["Attributes"]["devcontainer.local_folder"], "/x");
     assert_eq!(v["Actor"]["Attributes"]["image"], "busybox");
     assert!(v["timeNano"].as_i64().unwrap() > 0);
-    // A bounded replay: create, start, die, destroy.
+    // A bounded replay: create, start, die, destroy (the harness's image load, made by
+    // the CLI in the same second, is an image event).
     let until = (chrono::Utc::now().timestamp() + 1).to_string();
     let o = d.ok(&[
         "events",
@@ -773,11 +774,111 @@ fn events_stream_and_replay() {
         &since,
         "--until",
         &until,
+        "--filter",
+        "type=container",
         "--format",
         "{{.Action}}",
     ]);
     let actions: Vec<&str> = o.lines().collect();
     assert_eq!(actions, ["create", "start", "die", "destroy"], "{o}");
+}
+
+/// What the `pelagos` CLI does shows in `docker events` as it happens (the journal the
+/// daemon tails), in order, with Docker's attributes; and what the CLI did while no daemon
+/// ran is there for a `--since` replay after it starts.
+#[test]
+fn cli_actions_show_in_docker_events() {
+    let Some(mut d) = Daemon::start() else { return };
+    let since = chrono::Utc::now().timestamp().to_string();
+    let ev = d
+        .docker_cmd(&[
+            "events",
+            "--format",
+            r#"{{.Type}} {{.Action}} {{index .Actor.Attributes "name"}} {{index .Actor.Attributes "exitCode"}}{{index .Actor.Attributes "signal"}}"#,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    d.p.ok(&[
+        "run", "-d", "--name", "evc", "-l", "k=v", "busybox", "sleep", "60",
+    ]);
+    d.p.ok(&["kill", "evc"]);
+    d.p.ok(&["start", "evc"]);
+    d.p.ok(&["rename", "evc", "evd"]);
+    d.p.ok(&["rm", "-f", "evd"]);
+    d.p.ok(&["network", "create", "evnet"]);
+    d.p.ok(&["network", "rm", "evnet"]);
+    d.p.ok(&["volume", "create", "evvol"]);
+    d.p.ok(&["volume", "rm", "evvol"]);
+    d.p.ok(&["tag", "busybox", "evimg:1"]);
+    d.p.ok(&["rmi", "evimg:1"]);
+    // The container event a label filter selects (the CLI's own attributes).
+    let labelled = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &(chrono::Utc::now().timestamp() + 1).to_string(),
+        "--filter",
+        "label=k=v",
+        "--filter",
+        "event=create",
+        "--format",
+        "{{.Actor.Attributes.image}} {{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(labelled.trim(), "busybox evc");
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(ev.id() as i32, libc::SIGTERM) };
+    let out = wait_output(ev, Duration::from_secs(10), &["events"]);
+    let live = String::from_utf8_lossy(&out.stdout).into_owned();
+    let live: Vec<&str> = live.lines().map(str::trim_end).collect();
+    let expected = [
+        "container create evc",
+        "container start evc",
+        "container kill evc 9",
+        "container die evc 137",
+        "container start evc",
+        "container rename evd",
+        "container kill evd 9",
+        "container die evd 137",
+        "container destroy evd",
+        "network create evnet",
+        "network destroy evnet",
+        "volume create",
+        "volume destroy",
+        "image tag evimg:1",
+        "image untag",
+    ];
+    assert_eq!(live, expected, "live stream");
+
+    // Done while no daemon runs, replayed once one does.
+    d.stop();
+    let before = chrono::Utc::now().timestamp().to_string();
+    d.p.ok(&["run", "--rm", "--name", "offline", "busybox", "true"]);
+    d.spawn();
+    let replay = d.ok(&[
+        "events",
+        "--since",
+        &before,
+        "--until",
+        &(chrono::Utc::now().timestamp() + 1).to_string(),
+        "--format",
+        "{{.Action}} {{.Actor.Attributes.name}}",
+    ]);
+    let replay: Vec<&str> = replay.lines().collect();
+    assert_eq!(
+        replay,
+        [
+            "create offline",
+            "start offline",
+            "die offline",
+            "destroy offline"
+        ]
+    );
 }
 
 #[test]

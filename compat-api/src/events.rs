@@ -1,77 +1,60 @@
-//! The event bus behind `GET /events`: handlers publish what they did, subscribers get it
-//! from the moment they subscribe, and a bounded backlog serves `since` replays.
+//! The event bus behind `GET /events`, fed by the run root's event journal.
+//!
+//! Handlers do not broadcast what they did: they append to the journal (as the `pelagos`
+//! CLI, container monitors and health runners do), and one tailer thread reads the journal
+//! back and broadcasts every line. So subscribers see every process's events in journal
+//! order, and a bounded backlog, loaded from the journal at start, serves `since` replays.
 
-use serde::Serialize;
+pub use engine::events::Event;
+use engine::events::{Journal, take_lines};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Actor {
-    #[serde(rename = "ID")]
-    pub id: String,
-    #[serde(rename = "Attributes")]
-    pub attributes: BTreeMap<String, String>,
-}
-
-/// Docker's event message; `status`/`id`/`from` are the legacy fields devcontainers needs.
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub status: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub id: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub from: String,
-    #[serde(rename = "Type")]
-    pub kind: String,
-    #[serde(rename = "Action")]
-    pub action: String,
-    #[serde(rename = "Actor")]
-    pub actor: Actor,
-    pub scope: String,
-    pub time: i64,
-    #[serde(rename = "timeNano")]
-    pub time_nano: i64,
-}
 
 const BACKLOG: usize = 1024;
 
-pub struct Bus {
+struct Inner {
     tx: broadcast::Sender<Event>,
+    /// Replayable events, oldest first, with the sequence numbers live events continue.
     backlog: Mutex<VecDeque<Event>>,
 }
 
-impl Default for Bus {
-    fn default() -> Self {
-        Bus {
-            tx: broadcast::channel(BACKLOG).0,
-            backlog: Mutex::new(VecDeque::with_capacity(64)),
-        }
-    }
+pub struct Bus {
+    journal: Journal,
+    inner: Arc<Inner>,
 }
 
 impl Bus {
+    /// The bus of this journal, with its tailer thread running.
+    pub fn open(journal: Journal) -> std::io::Result<Bus> {
+        let inner = Arc::new(Inner {
+            tx: broadcast::channel(BACKLOG).0,
+            backlog: Mutex::new(VecDeque::with_capacity(BACKLOG)),
+        });
+        let tailer = Tailer::open(&journal, inner.clone())?;
+        std::thread::Builder::new()
+            .name("events-tailer".into())
+            .spawn(move || tailer.run())?;
+        Ok(Bus { journal, inner })
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.tx.subscribe()
+        self.inner.tx.subscribe()
     }
 
     /// Events already published, oldest first.
     pub fn backlog(&self) -> Vec<Event> {
-        self.backlog
+        self.inner
+            .backlog
             .lock()
             .map(|b| b.iter().cloned().collect())
             .unwrap_or_default()
     }
 
     pub fn publish(&self, e: Event) {
-        if let Ok(mut b) = self.backlog.lock() {
-            if b.len() >= BACKLOG {
-                b.pop_front();
-            }
-            b.push_back(e.clone());
-        }
-        let _ = self.tx.send(e);
+        self.journal.append(&e);
     }
 
     /// A container event: attributes hold every label plus `image` and `name`.
@@ -90,53 +73,131 @@ impl Bus {
         for (k, v) in extra {
             attributes.insert(k.to_string(), v.clone());
         }
-        self.publish(make("container", action, id, image, attributes, true));
+        self.publish(Event::new("container", action, id, image, attributes));
     }
 
     pub fn simple(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, String)]) {
-        let attributes = attrs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect();
-        self.publish(make(kind, action, id, "", attributes, false));
+        self.publish(Event::simple(kind, action, id, attrs));
     }
 }
 
-fn make(
-    kind: &str,
-    action: &str,
-    id: &str,
-    from: &str,
-    attributes: BTreeMap<String, String>,
-    legacy: bool,
-) -> Event {
-    let nanos = engine::logs::now_nanos();
-    Event {
-        status: if legacy {
-            action.to_string()
-        } else {
-            String::new()
-        },
-        id: if legacy {
-            id.to_string()
-        } else {
-            String::new()
-        },
-        from: if legacy {
-            from.to_string()
-        } else {
-            String::new()
-        },
-        kind: kind.to_string(),
-        action: action.to_string(),
-        actor: Actor {
-            id: id.to_string(),
-            attributes,
-        },
-        scope: "local".into(),
-        time: nanos / 1_000_000_000,
-        time_nano: nanos,
+/// Follows the journal: inotify on its directory wakes it for appends and for the
+/// rotation that renames the file away.
+struct Tailer {
+    journal: Journal,
+    inner: Arc<Inner>,
+    ino: Inotify,
+    file: std::fs::File,
+    partial: Vec<u8>,
+    seq: u64,
+}
+
+impl Tailer {
+    fn open(journal: &Journal, inner: Arc<Inner>) -> std::io::Result<Tailer> {
+        let dir = journal
+            .path()
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        std::fs::create_dir_all(&dir)?;
+        // Watch before reading: nothing appended in between goes unnoticed.
+        let ino = Inotify::init(InitFlags::IN_CLOEXEC)?;
+        ino.add_watch(
+            &dir,
+            AddWatchFlags::IN_MODIFY | AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_FROM,
+        )?;
+        let file = open_current(journal)?;
+        let mut t = Tailer {
+            journal: journal.clone(),
+            inner,
+            ino,
+            file,
+            partial: Vec::new(),
+            seq: 0,
+        };
+        // What is on disk already is history: replayable, not broadcast.
+        if let Ok(mut old) = std::fs::File::open(journal.previous()) {
+            let mut buf = Vec::new();
+            let _ = old.read_to_end(&mut buf);
+            let evs = take_lines(&mut buf);
+            t.deliver(evs, false);
+        }
+        let evs = t.read_new();
+        t.deliver(evs, false);
+        Ok(t)
     }
+
+    fn run(mut self) {
+        loop {
+            match self.ino.read_events() {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    tracing::error!("event journal: inotify: {e}; events stop");
+                    return;
+                }
+            }
+            let evs = self.read_new();
+            self.deliver(evs, true);
+            if !engine::events::same_file(&self.file, self.journal.path()) {
+                self.follow_rotation();
+            }
+        }
+    }
+
+    /// Finishes the renamed file (its appenders are done once we hold its lock
+    /// exclusively) and moves on to the new one.
+    fn follow_rotation(&mut self) {
+        let _ = engine::events::lock(&self.file, libc::LOCK_EX);
+        let evs = self.read_new();
+        self.deliver(evs, true);
+        match open_current(&self.journal) {
+            Ok(f) => {
+                self.file = f;
+                self.partial.clear();
+                let evs = self.read_new();
+                self.deliver(evs, true);
+            }
+            Err(e) => tracing::error!("event journal: {e}"),
+        }
+    }
+
+    fn read_new(&mut self) -> Vec<Event> {
+        let _ = (&self.file).read_to_end(&mut self.partial);
+        take_lines(&mut self.partial)
+    }
+
+    fn deliver(&mut self, evs: Vec<Event>, live: bool) {
+        if evs.is_empty() {
+            return;
+        }
+        let Ok(mut backlog) = self.inner.backlog.lock() else {
+            return;
+        };
+        for mut e in evs {
+            self.seq += 1;
+            e.seq = self.seq;
+            if backlog.len() >= BACKLOG {
+                backlog.pop_front();
+            }
+            backlog.push_back(e.clone());
+            if live {
+                // Under the backlog lock: a subscriber that takes the backlog after
+                // subscribing sees each event in one of the two, never neither.
+                let _ = self.inner.tx.send(e);
+            }
+        }
+    }
+}
+
+fn open_current(journal: &Journal) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(journal.path())
 }
 
 /// Whether `e` passes Docker's event filters (type, event/action, container, label, ...).

@@ -40,11 +40,16 @@ impl Daemon {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default();
         let id = daemon_id(&roots);
+        let events =
+            Bus::open(engine.containers.journal()).map_err(|source| crate::DaemonError::Io {
+                context: "event journal".into(),
+                source,
+            })?;
         Ok(Daemon {
             roots,
             engine,
             images,
-            events: Bus::default(),
+            events,
             execs: Mutex::new(HashMap::new()),
             pending_attach: Mutex::new(HashMap::new()),
             watched: Mutex::new(HashMap::new()),

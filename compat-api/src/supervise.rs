@@ -3,9 +3,10 @@
 //! A container started through the API gets the daemon as its monitor's *first client*
 //! (connected before the process runs, so no output and no exit is missed). That
 //! connection carries the output of a `docker run` attach made before the start, its stdin
-//! and resize frames, and the monitor's `Exit` frame, which becomes the `die` event that
-//! `wait` listens for. Containers started elsewhere (the CLI, a previous daemon) are
-//! watched through their attach socket on demand.
+//! and resize frames, and the monitor's `Exit` frame. The monitor itself publishes the
+//! `die` event that `wait` listens for (through the event journal); the daemon publishes
+//! it only for a monitor that died without saying. Containers started elsewhere (the
+//! CLI, a previous daemon) are watched through their attach socket on demand.
 
 use crate::state::{AppState, Daemon};
 use engine::runtime::AttachStreams;
@@ -83,7 +84,8 @@ pub async fn connect(
     Ok(s)
 }
 
-/// Makes sure a running container's exit will be published as a `die` event.
+/// Makes sure a running container's exit will be published as a `die` event, even if
+/// its monitor dies.
 pub async fn ensure_watched(d: &AppState, id: &str) {
     if d.watched.lock().is_ok_and(|m| m.contains_key(id)) {
         return;
@@ -94,17 +96,15 @@ pub async fn ensure_watched(d: &AppState, id: &str) {
     }
 }
 
-/// Reads a monitor connection: forwards output, then publishes `die` (and `destroy` for
-/// an auto-removed container) on the Exit frame.
+/// Reads a monitor connection: forwards output until the Exit frame; without one (the
+/// monitor died), publishes the `die` itself.
 fn watch(
     d: &AppState,
     id: &str,
     stream: UnixStream,
     output: Option<Output>,
     input: Option<oneshot::Sender<Writer>>,
-    // What the events need, captured by the caller before the container could exit: an
-    // auto-removed container may already be gone when a fast process's start returns, and
-    // without its record no `die`/`destroy` would be published (a `docker run --rm` hang).
+    // The record for that `die`, captured by the caller before the container could exit.
     meta: Option<engine::model::ContainerRecord>,
 ) {
     let (mut rd, wr) = stream.into_split();
@@ -118,15 +118,7 @@ fn watch(
     let mine = writer.clone();
     let d = d.clone();
     let id = id.to_string();
-    // `health_status` events while we watch the container; dropped (and so ended) with
-    // this watcher when the container exits.
-    let _health = meta
-        .as_ref()
-        .filter(|r| engine::runtime::health::config(r.config.healthcheck.as_ref()).is_some())
-        .and_then(|r| watch_health(&d, r.clone()))
-        .map(AbortOnDrop);
     tokio::spawn(async move {
-        let _health = _health;
         let mut output = output;
         let mut dec = Decoder::default();
         let mut buf = vec![0u8; 64 * 1024];
@@ -162,81 +154,6 @@ fn watch(
     });
 }
 
-/// Publishes Docker's `health_status: <status>` on every change of the container's
-/// recorded health, woken by inotify when its runner replaces `health.json`. Ends when
-/// the returned handle is dropped.
-fn watch_health(
-    d: &AppState,
-    r: engine::model::ContainerRecord,
-) -> Option<tokio::task::JoinHandle<()>> {
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    let paths = d.engine.paths(&r.id);
-    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
-    ino.add_watch(&paths.dir, AddWatchFlags::IN_MOVED_TO).ok()?;
-    // SAFETY: the AsyncFd owns the Inotify, so its descriptor stays open and the same
-    // for the AsyncFd's whole life.
-    let fd = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(
-            InotifyFd(ino),
-            tokio::io::Interest::READABLE,
-        )
-    }
-    .ok()?;
-    let d = d.clone();
-    Some(tokio::spawn(async move {
-        let mut last = String::new();
-        loop {
-            let Ok(mut guard) = fd.readable().await else {
-                return;
-            };
-            let changed = match guard.get_inner().0.read_events() {
-                Ok(evs) => evs
-                    .iter()
-                    .any(|e| e.name.as_deref().is_some_and(|n| n == "health.json")),
-                Err(nix::errno::Errno::EAGAIN) => {
-                    guard.clear_ready();
-                    continue;
-                }
-                Err(_) => return,
-            };
-            if !changed {
-                continue;
-            }
-            let status = engine::runtime::health::read(&paths).status;
-            if status != last && status != "starting" {
-                d.events.container(
-                    &format!("health_status: {status}"),
-                    &r.id,
-                    &r.config.image,
-                    &r.name,
-                    &r.config.labels,
-                    &[],
-                );
-            }
-            last = status;
-        }
-    }))
-}
-
-/// nix's Inotify as a raw descriptor for tokio's reactor.
-struct InotifyFd(nix::sys::inotify::Inotify);
-
-impl std::os::fd::AsRawFd for InotifyFd {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsFd;
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-/// Aborts the health watcher when the exit watcher ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 async fn forward(output: &mut Option<Output>, stream: u8, p: Vec<u8>) {
     if let Some(o) = output
         && o.send((stream, p)).await.is_err()
@@ -246,6 +163,9 @@ async fn forward(output: &mut Option<Output>, stream: u8, p: Vec<u8>) {
     }
 }
 
+/// A monitor that went away without its Exit frame died before it could record and
+/// publish the exit: the daemon publishes the `die` for it (with the code the
+/// reconciled state gives, 255 for a lost monitor). Normal exits are the monitor's own.
 fn publish_exit(
     d: &Daemon,
     id: &str,
@@ -253,21 +173,18 @@ fn publish_exit(
     exit: Option<i32>,
 ) {
     let Some(r) = meta else { return };
-    let current = d.engine.containers.load(id).ok();
-    let code = exit
-        .or_else(|| current.as_ref().map(|c| c.state.exit_code))
-        .unwrap_or(255);
-    let image = r.config.image.clone();
-    d.events.container(
-        "die",
-        id,
-        &image,
-        &r.name,
-        &r.config.labels,
-        &[("exitCode", code.to_string())],
-    );
-    if current.is_none() {
-        d.events
-            .container("destroy", id, &image, &r.name, &r.config.labels, &[]);
+    if exit.is_some() {
+        return;
     }
+    let Ok(current) = d.engine.containers.load(id) else {
+        return;
+    };
+    if current.state.is_running() {
+        return;
+    }
+    d.engine.containers.journal().container(
+        "die",
+        &r,
+        &[("exitCode", current.state.exit_code.to_string())],
+    );
 }

@@ -8,6 +8,7 @@ pub mod capabilities;
 pub mod cgroups;
 pub mod cgroups_glue;
 pub mod error;
+pub mod events;
 pub mod fsutil;
 pub mod ids;
 pub mod inspect;

@@ -213,7 +213,9 @@ impl Engine {
             &opts,
             &mut created_volumes,
         );
-        if result.is_err() {
+        if let Ok(r) = &result {
+            self.containers.journal().container("create", r, &[]);
+        } else {
             self.containers.release_name(&name, &id);
             let _ = crate::fsutil::remove_dir_all_if_exists(&self.paths(&id).dir);
             for v in created_volumes {
@@ -283,6 +285,12 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 crate::netglue::teardown(&self.roots, &self.net, &id);
+                // A start that failed is an exit for waiters, as with Docker.
+                self.containers.journal().container(
+                    "die",
+                    &c.record,
+                    &[("exitCode", "128".into())],
+                );
                 // Docker removes an auto-remove container whose start failed.
                 if c.record.host_config.auto_remove {
                     let _ = self.containers.delete(&c.record);
@@ -298,9 +306,18 @@ impl Engine {
             serde_json::to_vec(&req.spec).map_err(|e| Error::Internal(e.to_string()))?;
         let started = write_atomic(&p.spec(), &spec_bytes)
             .and_then(|()| runtime::spawn::start(&req, attach.map(|a| a.0)));
-        if started.is_err() {
-            // The monitor tears down on its own failures; this covers not reaching it.
-            crate::netglue::teardown(&self.roots, &self.net, &id);
+        match &started {
+            Ok(_) => self.containers.journal().container("start", &c.record, &[]),
+            // The monitor reports its own failures (`die`); this covers not reaching it.
+            Err(Error::StartFailed { .. }) => {}
+            Err(_) => {
+                crate::netglue::teardown(&self.roots, &self.net, &id);
+                self.containers.journal().container(
+                    "die",
+                    &c.record,
+                    &[("exitCode", "128".into())],
+                );
+            }
         }
         started
     }
@@ -437,6 +454,32 @@ impl Engine {
         crate::netglue::open(&self.roots, &self.net)
     }
 
+    fn network_event(&self, action: &str, n: &network::Network, container: Option<&str>) {
+        let mut attrs = vec![("name", n.name.clone()), ("type", n.driver.clone())];
+        if let Some(c) = container {
+            attrs.insert(0, ("container", c.to_string()));
+        }
+        self.containers
+            .journal()
+            .simple("network", action, &n.id, &attrs);
+    }
+
+    /// `network create`.
+    pub fn network_create(&self, req: network::CreateRequest) -> Result<network::Network> {
+        let n = self.networks()?.create(req)?;
+        self.network_event("create", &n, None);
+        Ok(n)
+    }
+
+    /// `network rm`: returns the network removed.
+    pub fn network_remove(&self, what: &str) -> Result<network::Network> {
+        let nets = self.networks()?;
+        let n = nets.find(what)?;
+        nets.remove(&n.id)?;
+        self.network_event("destroy", &n, None);
+        Ok(n)
+    }
+
     /// `network prune`: user networks without endpoints that no container (running or
     /// not) is configured for. Returns the removed networks' names.
     pub fn network_prune(&self) -> Result<Vec<String>> {
@@ -449,7 +492,13 @@ impl Engine {
                 }
             }
         }
-        Ok(nets.prune(&keep)?)
+        let removed = nets.prune(&keep)?;
+        for name in &removed {
+            self.containers
+                .journal()
+                .simple("network", "destroy", name, &[("name", name.clone())]);
+        }
+        Ok(removed)
     }
 
     pub fn network_connect(
@@ -499,7 +548,9 @@ impl Engine {
         }
         let mut rec = c.record.clone();
         rec.networks.insert(n.name.clone(), cfg);
-        self.containers.save_record(&rec)
+        self.containers.save_record(&rec)?;
+        self.network_event("connect", &n, Some(&rec.id));
+        Ok(())
     }
 
     /// `network disconnect`.
@@ -533,7 +584,9 @@ impl Engine {
                 None => "none".into(),
             };
         }
-        self.containers.save_record(&rec)
+        self.containers.save_record(&rec)?;
+        self.network_event("disconnect", &n, Some(&rec.id));
+        Ok(())
     }
 
     fn start_request(&self, c: &Container, attach: Option<AttachStreams>) -> Result<StartRequest> {
@@ -623,7 +676,26 @@ impl Engine {
             )));
         }
         let sig = parse_signal(signal.unwrap_or("SIGKILL"))?;
-        send_signal(c.state.pid, sig)
+        // Docker waits for a SIGKILLed container to be gone (its exit recorded, `die`
+        // published) before answering; other signals return once sent.
+        let monitor = (sig == Signal::SIGKILL)
+            .then(|| MonitorHandle::open(&c.state))
+            .flatten();
+        send_signal(c.state.pid, sig)?;
+        self.kill_event(&c, sig);
+        if let Some(m) = monitor {
+            m.wait(Some(Duration::from_secs(10)));
+        }
+        Ok(())
+    }
+
+    /// Docker's `kill` event names the signal by number.
+    fn kill_event(&self, c: &Container, sig: Signal) {
+        self.containers.journal().container(
+            "kill",
+            &c.record,
+            &[("signal", (sig as i32).to_string())],
+        );
     }
 
     /// Docker's stop: the stop signal, then SIGKILL after the timeout; waits for the exit.
@@ -638,22 +710,28 @@ impl Engine {
             let _ = self.set_paused(&c, false);
         }
         let monitor = MonitorHandle::open(&c.state);
+        let stopped = || {
+            self.containers.journal().container("stop", &c.record, &[]);
+            Ok(())
+        };
         if sig != Signal::SIGKILL && timeout != 0 {
             let _ = send_signal(c.state.pid, sig);
+            self.kill_event(&c, sig);
             let wait = if timeout < 0 {
                 None
             } else {
                 Some(Duration::from_secs(timeout as u64))
             };
             if monitor.as_ref().is_none_or(|m| m.wait(wait)) {
-                return Ok(());
+                return stopped();
             }
         }
         let _ = send_signal(c.state.pid, Signal::SIGKILL);
+        self.kill_event(&c, Signal::SIGKILL);
         if let Some(m) = monitor {
             m.wait(Some(Duration::from_secs(30)));
         }
-        Ok(())
+        stopped()
     }
 
     pub fn restart(&self, what: &str, timeout: Option<i64>) -> Result<()> {
@@ -661,7 +739,13 @@ impl Engine {
             Ok(()) | Err(Error::NotModified(..)) => {}
             Err(e) => return Err(e),
         }
-        self.start(what, None).map(|_| ())
+        self.start(what, None)?;
+        if let Ok(c) = self.containers.lookup(what) {
+            self.containers
+                .journal()
+                .container("restart", &c.record, &[]);
+        }
+        Ok(())
     }
 
     /// Blocks until the container is not running; returns its exit code.
@@ -719,6 +803,8 @@ impl Engine {
             };
             st.save(&p.state())?;
         }
+        let action = if paused { "pause" } else { "unpause" };
+        self.containers.journal().container(action, &c.record, &[]);
         Ok(())
     }
 
@@ -737,7 +823,9 @@ impl Engine {
                 let _ = self.set_paused(&c, false);
             }
             let monitor = MonitorHandle::open(&c.state);
-            let _ = send_signal(c.state.pid, Signal::SIGKILL);
+            if send_signal(c.state.pid, Signal::SIGKILL).is_ok() {
+                self.kill_event(&c, Signal::SIGKILL);
+            }
             if let Some(m) = monitor {
                 m.wait(Some(Duration::from_secs(30)));
             }

@@ -41,6 +41,11 @@ impl ContainerStore {
         })
     }
 
+    /// Where this store's events go.
+    pub fn journal(&self) -> crate::events::Journal {
+        crate::events::Journal::new(&self.roots)
+    }
+
     pub fn roots(&self) -> &Roots {
         &self.roots
     }
@@ -236,7 +241,11 @@ impl ContainerStore {
             .containers_dir()
             .join(format!(".removing-{}", record.id));
         match fs::rename(&p.dir, &doomed) {
-            Ok(()) => remove_dir_all_if_exists(&doomed),
+            Ok(()) => {
+                // Whoever renamed the record away removed the container: one `destroy`.
+                self.journal().container("destroy", record, &[]);
+                remove_dir_all_if_exists(&doomed)
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::path(&p.dir, e)),
         }
@@ -258,6 +267,8 @@ impl ContainerStore {
             return Err(e);
         }
         self.release_name(&old, id);
+        self.journal()
+            .container("rename", &c.record, &[("oldName", format!("/{old}"))]);
         Ok(())
     }
 }

@@ -102,6 +102,8 @@ impl Engine {
                 .apply(&resources)
                 .map_err(|e| Error::invalid(format!("Cannot update container {id}: {e}")))?;
         }
-        self.containers.save_record(&rec)
+        self.containers.save_record(&rec)?;
+        self.containers.journal().container("update", &rec, &[]);
+        Ok(())
     }
 }

@@ -29,6 +29,7 @@ pub struct Volume {
 #[derive(Debug, Clone)]
 pub struct VolumeStore {
     dir: PathBuf,
+    journal: crate::events::Journal,
 }
 
 /// Docker's volume-name grammar.
@@ -53,7 +54,10 @@ impl VolumeStore {
     pub fn open(roots: &Roots) -> Result<Self> {
         let dir = roots.volumes_dir();
         fs::create_dir_all(&dir).map_err(|e| Error::path(&dir, e))?;
-        Ok(VolumeStore { dir })
+        Ok(VolumeStore {
+            dir,
+            journal: crate::events::Journal::new(roots),
+        })
     }
 
     fn meta_path(&self, name: &str) -> PathBuf {
@@ -93,7 +97,11 @@ impl VolumeStore {
         };
         write_json_atomic(&tmp.join("volume.json"), &v)?;
         match fs::rename(&tmp, &vdir) {
-            Ok(()) => Ok((v, true)),
+            Ok(()) => {
+                self.journal
+                    .simple("volume", "create", name, &[("driver", v.driver.clone())]);
+                Ok((v, true))
+            }
             // Lost a race with a concurrent create of the same name: theirs wins.
             Err(e)
                 if e.kind() == io::ErrorKind::AlreadyExists
@@ -146,6 +154,8 @@ impl VolumeStore {
         }
         let doomed = self.dir.join(format!(".removing-{name}"));
         fs::rename(self.dir.join(name), &doomed).map_err(|e| Error::path(&doomed, e))?;
+        self.journal
+            .simple("volume", "destroy", name, &[("driver", "local".into())]);
         remove_dir_all_if_exists(&doomed)
     }
 }

@@ -20,6 +20,9 @@ pub fn load(ctx: &Ctx, a: LoadArgs) -> CliResult<i32> {
         }
         None => store.load_archive(std::io::stdin().lock())?,
     };
+    for t in loaded.iter().flat_map(|img| &img.tags) {
+        ctx.journal().simple("image", "load", &t.familiar(), &[]);
+    }
     if !a.quiet {
         for img in &loaded {
             if img.tags.is_empty() {
@@ -58,6 +61,9 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> CliResult<i32> {
     let mut progress = crate::progress::PullProgress::new(a.quiet);
     let mut on_event = |ev: registry::PullEvent| progress.event(ev);
     let pulled = rt.block_on(store.pull(&reference.to_string(), &opts, &mut on_event))?;
+    let fam = reference.familiar();
+    ctx.journal()
+        .simple("image", "pull", &fam, &[("name", fam.clone())]);
     if !a.quiet {
         println!("Digest: {}", pulled.digest);
         let name = reference.familiar();
@@ -98,6 +104,9 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> CliResult<i32> {
     };
     let pushed =
         runtime()?.block_on(store.push(&reference.to_string(), &settings, &mut on_event))?;
+    let fam = reference.familiar();
+    ctx.journal()
+        .simple("image", "push", &fam, &[("name", fam.clone())]);
     if quiet {
         println!("{reference}");
     } else {
@@ -225,6 +234,7 @@ pub fn prune(ctx: &Ctx, a: ImagePruneArgs) -> CliResult<i32> {
     if !pruned.removed.is_empty() {
         println!("Deleted Images:");
         for r in &pruned.removed {
+            removed_event(ctx, r);
             match r {
                 registry::Removed::Untagged(t) => println!("untagged: {}", t.familiar()),
                 registry::Removed::Deleted(d) => println!("deleted: {d}"),
@@ -374,7 +384,9 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> CliResult<i32> {
 }
 
 pub fn tag(ctx: &Ctx, source: &str, target: &str) -> CliResult<i32> {
-    ctx.images()?.tag(source, target)?;
+    let t = ctx.images()?.tag(source, target)?;
+    ctx.journal()
+        .simple("image", "tag", source, &[("name", t.familiar())]);
     Ok(0)
 }
 
@@ -392,6 +404,19 @@ fn image_users(ctx: &Ctx) -> CliResult<impl Fn(&str) -> Option<ImageUser>> {
     })
 }
 
+/// Docker's `untag` / `delete` image events.
+fn removed_event(ctx: &Ctx, r: &registry::Removed) {
+    match r {
+        registry::Removed::Untagged(t) => {
+            ctx.journal().simple("image", "untag", &t.familiar(), &[])
+        }
+        registry::Removed::Deleted(id) => {
+            ctx.journal()
+                .simple("image", "delete", &id.to_string(), &[])
+        }
+    }
+}
+
 pub fn rmi(ctx: &Ctx, a: RmiArgs) -> CliResult<i32> {
     let store = ctx.images()?;
     let user_of = image_users(ctx)?;
@@ -400,6 +425,7 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> CliResult<i32> {
         match store.remove_with_users(img, a.force, &user_of) {
             Ok(removed) => {
                 for r in removed {
+                    removed_event(ctx, &r);
                     println!("{r}");
                 }
             }

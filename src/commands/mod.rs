@@ -22,6 +22,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// Where this command's image events go (the engine logs container, network and
+    /// volume events itself).
+    pub fn journal(&self) -> engine::events::Journal {
+        engine::events::Journal::new(&self.roots)
+    }
     pub fn engine(&self) -> CliResult<Engine> {
         Ok(Engine::open(self.roots.clone())?.with_net_settings(self.net_settings()?))
     }

@@ -61,12 +61,12 @@ pub fn network(ctx: &Ctx, cmd: NetworkCommand) -> CliResult<i32> {
             force,
             networks: names,
         } => {
-            let nets = networks(ctx)?;
+            let engine = ctx.engine()?;
             let mut code = 0;
             for n in names {
-                match nets.remove(&n) {
-                    Ok(()) => println!("{n}"),
-                    Err(network::Error::NoSuchNetwork(_)) if force => {}
+                match engine.network_remove(&n) {
+                    Ok(_) => println!("{n}"),
+                    Err(engine::Error::Network(network::Error::NoSuchNetwork(_))) if force => {}
                     Err(e) => {
                         eprintln!("pelagos: error: {e}");
                         code = 1;
@@ -115,7 +115,7 @@ pub fn network(ctx: &Ctx, cmd: NetworkCommand) -> CliResult<i32> {
 }
 
 fn create(ctx: &Ctx, a: NetworkCreateArgs) -> CliResult<i32> {
-    let n = networks(ctx)?.create(network::CreateRequest {
+    let n = ctx.engine()?.network_create(network::CreateRequest {
         name: a.name,
         driver: a.driver,
         subnet: a.subnet,

@@ -113,14 +113,6 @@ async fn create(
         Ok(d2.engine.create(opts)?)
     })
     .await?;
-    d.events.container(
-        "create",
-        &rec.id,
-        &rec.config.image,
-        &rec.name,
-        &rec.config.labels,
-        &[],
-    );
     Ok((
         StatusCode::CREATED,
         Json(json!({"Id": rec.id, "Warnings": []})),
@@ -272,57 +264,22 @@ pub async fn start_container(d: &AppState, id: &str) -> ApiResult<()> {
             Ok(())
         }
         Err(err) => {
-            let code = match &err {
-                engine::Error::StartFailed { exit_code, .. } => *exit_code,
-                _ => 128,
-            };
             let e = ApiError::from(err);
-            // A start that failed is an exit for waiters (`docker run` waits for the
-            // removal of an auto-remove container even after its start failed).
+            // The engine or the monitor has published the `die` (a failed start is an
+            // exit for waiters), and the store the `destroy` of whatever it removed.
             if let Some(r) = &record_before {
                 // An auto-remove container goes away with its failed start (its monitor
                 // may be removing it too; either way it is gone when we answer).
-                let gone = if r.host_config.auto_remove {
+                if r.host_config.auto_remove {
                     let d2 = d.clone();
                     let target = id.to_string();
                     let _ =
                         tokio::task::spawn_blocking(move || d2.engine.remove(&target, true, true))
                             .await;
-                    true
-                } else {
-                    d.engine.containers.load(id).is_err()
-                };
-                publish_failed_start(d, r, id, code, !gone);
+                }
             }
             Err(e)
         }
-    }
-}
-
-fn publish_failed_start(
-    d: &AppState,
-    r: &engine::model::ContainerRecord,
-    id: &str,
-    code: i32,
-    still_there: bool,
-) {
-    d.events.container(
-        "die",
-        id,
-        &r.config.image,
-        &r.name,
-        &r.config.labels,
-        &[("exitCode", code.to_string())],
-    );
-    if !still_there {
-        d.events.container(
-            "destroy",
-            id,
-            &r.config.image,
-            &r.name,
-            &r.config.labels,
-            &[],
-        );
     }
 }
 
@@ -332,7 +289,6 @@ async fn start(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<R
         return Err(ApiError::new(ErrorKind::NotModified, "already started"));
     }
     start_container(&d, &c.record.id).await?;
-    publish(&d, "start", &c, &[]);
     Ok(no_content())
 }
 
@@ -356,7 +312,6 @@ async fn stop(
     let d2 = d.clone();
     let cid = c.record.id.clone();
     blocking(move || d2.engine.stop(&cid, timeout)).await?;
-    publish(&d, "stop", &c, &[]);
     Ok(no_content())
 }
 
@@ -396,12 +351,6 @@ async fn kill(
     let cid = c.record.id.clone();
     let sig = signal.clone();
     blocking(move || d2.engine.kill(&cid, sig.as_deref())).await?;
-    publish(
-        &d,
-        "kill",
-        &c,
-        &[("signal", signal.unwrap_or_else(|| "9".into()))],
-    );
     Ok(no_content())
 }
 
@@ -410,7 +359,6 @@ async fn pause(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<R
     let d2 = d.clone();
     let cid = c.record.id.clone();
     blocking(move || d2.engine.pause(&cid)).await?;
-    publish(&d, "pause", &c, &[]);
     Ok(no_content())
 }
 
@@ -419,7 +367,6 @@ async fn unpause(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult
     let d2 = d.clone();
     let cid = c.record.id.clone();
     blocking(move || d2.engine.unpause(&cid)).await?;
-    publish(&d, "unpause", &c, &[]);
     Ok(no_content())
 }
 
@@ -524,7 +471,6 @@ async fn remove(
     let cid = c.record.id.clone();
     blocking(move || d2.engine.remove(&cid, force, volumes)).await?;
     forget(&d, &c.record.id);
-    publish(&d, "destroy", &c, &[]);
     Ok(no_content())
 }
 
@@ -547,12 +493,6 @@ async fn rename(
         Ok(d2.engine.containers.rename(&cid, &n)?)
     })
     .await?;
-    publish(
-        &d,
-        "rename",
-        &c,
-        &[("oldName", format!("/{}", c.record.name))],
-    );
     Ok(no_content())
 }
 
@@ -602,7 +542,6 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     .await?;
     for c in &deleted {
         forget(&d, &c.record.id);
-        publish(&d, "destroy", c, &[]);
     }
     d.events.simple(
         "container",

@@ -98,13 +98,5 @@ pub async fn update(
     let d2 = d.clone();
     let cid = c.record.id.clone();
     blocking(move || d2.engine.update(&cid, &u)).await?;
-    d.events.container(
-        "update",
-        &c.record.id,
-        &c.record.config.image,
-        &c.record.name,
-        &c.record.config.labels,
-        &[],
-    );
     Ok(Json(json!({"Warnings": []})))
 }

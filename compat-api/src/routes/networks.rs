@@ -170,14 +170,7 @@ async fn create(
         options: b.options.unwrap_or_default(),
     };
     let d2 = d.clone();
-    let n =
-        blocking(move || -> ApiResult<Network> { Ok(d2.engine.networks()?.create(req)?) }).await?;
-    d.events.simple(
-        "network",
-        "create",
-        &n.id,
-        &[("name", n.name.clone()), ("type", n.driver.clone())],
-    );
+    let n = blocking(move || -> ApiResult<Network> { Ok(d2.engine.network_create(req)?) }).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({"Id": n.id, "Warning": ""})),
@@ -187,19 +180,7 @@ async fn create(
 
 async fn remove(State(d): State<AppState>, Path(id): Path<String>) -> ApiResult<Response<Body>> {
     let d2 = d.clone();
-    let n = blocking(move || -> ApiResult<Network> {
-        let nets = d2.engine.networks()?;
-        let n = nets.find(&id)?;
-        nets.remove(&n.id)?;
-        Ok(n)
-    })
-    .await?;
-    d.events.simple(
-        "network",
-        "destroy",
-        &n.id,
-        &[("name", n.name.clone()), ("type", n.driver.clone())],
-    );
+    blocking(move || -> ApiResult<Network> { Ok(d2.engine.network_remove(&id)?) }).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -247,23 +228,12 @@ async fn connect(
         mac_address: e.mac_address.unwrap_or_default(),
     };
     let d2 = d.clone();
-    let (n, cid) = blocking(move || -> ApiResult<(Network, String)> {
+    blocking(move || -> ApiResult<()> {
         let n = d2.engine.networks()?.find(&id)?;
         let cid = d2.engine.containers.resolve(&b.container)?;
-        d2.engine.network_connect(&n.id, &cid, cfg)?;
-        Ok((n, cid))
+        Ok(d2.engine.network_connect(&n.id, &cid, cfg)?)
     })
     .await?;
-    d.events.simple(
-        "network",
-        "connect",
-        &n.id,
-        &[
-            ("container", cid),
-            ("name", n.name.clone()),
-            ("type", n.driver.clone()),
-        ],
-    );
     Ok(StatusCode::OK.into_response())
 }
 
@@ -283,32 +253,17 @@ async fn disconnect(
         return Err(ApiError::bad_request("container is required"));
     }
     let d2 = d.clone();
-    let r = blocking(move || -> ApiResult<(Network, String)> {
+    let r = blocking(move || -> ApiResult<()> {
         let n = d2.engine.networks()?.find(&id)?;
         let cid = d2.engine.containers.resolve(&b.container)?;
-        d2.engine.network_disconnect(&n.id, &cid)?;
-        Ok((n, cid))
+        Ok(d2.engine.network_disconnect(&n.id, &cid)?)
     })
     .await;
-    let (n, cid) = match r {
-        Ok(v) => v,
+    match r {
         // Docker's force: a container already gone is not an error.
-        Err(e) if b.force && e.kind == engine::ErrorKind::NotFound => {
-            return Ok(StatusCode::OK.into_response());
-        }
-        Err(e) => return Err(e),
-    };
-    d.events.simple(
-        "network",
-        "disconnect",
-        &n.id,
-        &[
-            ("container", cid),
-            ("name", n.name.clone()),
-            ("type", n.driver.clone()),
-        ],
-    );
-    Ok(StatusCode::OK.into_response())
+        Err(e) if !(b.force && e.kind == engine::ErrorKind::NotFound) => Err(e),
+        _ => Ok(StatusCode::OK.into_response()),
+    }
 }
 
 async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
@@ -319,9 +274,5 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     }
     let d2 = d.clone();
     let removed = blocking(move || d2.engine.network_prune()).await?;
-    for name in &removed {
-        d.events
-            .simple("network", "destroy", name, &[("name", name.clone())]);
-    }
     Ok(Json(json!({"NetworksDeleted": removed})))
 }

@@ -239,7 +239,7 @@ async fn events(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body
     let since = event_time(q.get("since"))?;
     let until = event_time(q.get("until"))?;
     // Subscribe before taking the backlog: nothing published in between is lost (a
-    // duplicate is filtered out by time).
+    // duplicate is filtered out by its journal sequence number).
     let mut rx = d.events.subscribe();
     let backlog: Vec<_> = match since {
         Some(s) => d
@@ -250,7 +250,7 @@ async fn events(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body
             .collect(),
         None => Vec::new(),
     };
-    let last_replayed = backlog.last().map(|e| e.time_nano).unwrap_or(i64::MIN);
+    let last_replayed = backlog.last().map(|e| e.seq).unwrap_or(0);
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
     let line = |e: &crate::events::Event| {
         let mut v = serde_json::to_vec(e).unwrap_or_default();
@@ -281,7 +281,7 @@ async fn events(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body
                 r = next => match r {
                     None => return,
                     Some(Ok(e)) => {
-                        if e.time_nano <= last_replayed || !matches(&e, &f) {
+                        if e.seq <= last_replayed || !matches(&e, &f) {
                             continue;
                         }
                         if tx.send(Ok(line(&e))).await.is_err() {

@@ -116,7 +116,7 @@ async fn create(
         b.name.clone()
     };
     let d2 = d.clone();
-    let (v, created) = blocking(move || {
+    let (v, _created) = blocking(move || {
         d2.engine.volumes.create(
             &name,
             b.labels.unwrap_or_default(),
@@ -125,10 +125,6 @@ async fn create(
         )
     })
     .await?;
-    if created {
-        d.events
-            .simple("volume", "create", &v.name, &[("driver", v.driver.clone())]);
-    }
     Ok((StatusCode::CREATED, Json(volume_json(&v))).into_response())
 }
 
@@ -156,7 +152,6 @@ async fn remove(
         Err(e) if force && e.kind == engine::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    d.events.simple("volume", "destroy", &name, &[]);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -196,9 +191,6 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
         Ok((deleted, reclaimed))
     })
     .await?;
-    for n in &deleted {
-        d.events.simple("volume", "destroy", n, &[]);
-    }
     Ok(Json(
         json!({"VolumesDeleted": deleted, "SpaceReclaimed": reclaimed}),
     ))

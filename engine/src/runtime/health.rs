@@ -170,13 +170,16 @@ fn run_loop(roots: &Roots, id: &str) {
         } else {
             cfg.interval
         });
-        let running = crate::store::ContainerStore::open(roots)
-            .and_then(|s| s.load(id))
-            .is_ok_and(|c| c.state.is_running());
-        if !running {
+        // Reloaded each round: the state says whether to go on, the record names the
+        // container in events (a rename shows).
+        let Ok(cur) = crate::store::ContainerStore::open(roots).and_then(|s| s.load(id)) else {
+            return;
+        };
+        if !cur.state.is_running() {
             return;
         }
         let entry = probe(roots, id, &cfg);
+        let before = h.status.clone();
         record(
             &mut h,
             entry,
@@ -184,6 +187,13 @@ fn run_loop(roots: &Roots, id: &str) {
             started.elapsed() < cfg.start_period,
         );
         let _ = write(&paths, &h);
+        if h.status != before {
+            crate::events::Journal::new(roots).container(
+                &format!("health_status: {}", h.status),
+                &cur.record,
+                &[],
+            );
+        }
     }
 }
 

@@ -109,6 +109,7 @@ fn run(start: OwnedFd) -> Result<()> {
             if req.netns_path.is_some() {
                 crate::netglue::teardown(&req.roots, &req.net, &req.id);
             }
+            publish_die(&req, exit_code);
             let _ = sync::send(start.as_fd(), &SyncMsg::Failed { message, exit_code }, None);
             if req.auto_remove {
                 let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.net, &req.id);
@@ -632,6 +633,17 @@ fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> nix::Result<()> {
     Ok(())
 }
 
+/// The `die` event, from the one process that saw the exit.
+fn publish_die(req: &StartRequest, code: i32) {
+    if let Ok(store) = crate::store::ContainerStore::open(&req.roots)
+        && let Ok(c) = store.load(&req.id)
+    {
+        store
+            .journal()
+            .container("die", &c.record, &[("exitCode", code.to_string())]);
+    }
+}
+
 fn finish(
     req: &StartRequest,
     paths: &ContainerPaths,
@@ -655,6 +667,9 @@ fn finish(
         let _ = st.save(&paths.state());
     }
     let _ = std::fs::remove_file(paths.attach_socket());
+    // After the exit is recorded (a waiter woken by it finds the state exited), before
+    // an auto-remove's `destroy` and before clients hear of it.
+    publish_die(req, code);
     // Like `docker run --rm`, the attached client returns only once the container is gone.
     if req.auto_remove {
         let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.net, &req.id);
