@@ -108,16 +108,55 @@ pub fn stop(nets: &Networks, net_id: &str) {
     let Ok(pid) = std::fs::read_to_string(&path) else {
         return;
     };
-    if let Ok(None) = Lock::try_exclusive(&path)
-        && let Ok(pid) = pid.trim().parse::<i32>()
+    if let Ok(pid) = pid.trim().parse::<i32>()
         && pid > 1
     {
-        // SAFETY: plain kill(2); the flock proves the pid is still our server.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        // Blocks until the dying server's fd (and so its lock) is closed.
-        let _ = Lock::exclusive(&path);
+        // Opened before the lock check, so the pid cannot be recycled between the check
+        // and the kill.
+        let exited = pidfd(pid);
+        if let Ok(None) = Lock::try_exclusive(&path) {
+            // SAFETY: plain kill(2); the flock proves the pid is still our server.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Its lock goes with its first closed fds, but its sockets may be released
+            // later in a slow exit (hundreds of ms while the kernel tears namespaces
+            // down): only the exit itself says the address is free.
+            match exited {
+                Some(fd) => wait_readable(&fd),
+                None => {
+                    let _ = Lock::exclusive(&path);
+                }
+            }
+        }
     }
     let _ = crate::fsutil::remove_if_exists(&path);
+}
+
+/// A pidfd on `pid` (readable once the process has exited and released its files).
+fn pidfd(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open with a pid and no flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a new descriptor we own.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn wait_readable(fd: &std::os::fd::OwnedFd) {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Bounded: a server stuck in its exit must not hang `network rm` forever.
+    for _ in 0..100 {
+        // SAFETY: one valid pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(&mut p, 1, 100) };
+        if rc != 0
+            && !(rc < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted)
+        {
+            return;
+        }
+    }
 }
 
 /// Entry point of `pelagos __dns DATA RUN NETWORK-ID [UPSTREAM...]`. Binds, detaches (the
