@@ -881,6 +881,90 @@ fn cli_actions_show_in_docker_events() {
     );
 }
 
+/// Restart policies through the daemon: each policy restart is a `die` then a `start`
+/// in `docker events`; at daemon start `always` containers come back even after a
+/// `docker stop`, `unless-stopped` ones stay stopped.
+#[test]
+fn restart_policies_through_the_daemon_and_at_its_start() {
+    let Some(mut d) = Daemon::start() else { return };
+    let since = chrono::Utc::now().timestamp().to_string();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "once",
+        "--restart",
+        "on-failure:1",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    assert!(poll_until(Duration::from_secs(5), || {
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.RestartCount}}",
+            "once",
+        ])
+        .trim()
+            == "exited 1"
+    }));
+    let actions = d.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &(chrono::Utc::now().timestamp() + 1).to_string(),
+        "--filter",
+        "container=once",
+        "--format",
+        "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
+    ]);
+    let actions: Vec<&str> = actions.lines().map(str::trim_end).collect();
+    assert_eq!(actions, ["create", "start", "die 4", "start", "die 4"]);
+
+    for (name, policy) in [("always-up", "always"), ("left-down", "unless-stopped")] {
+        d.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+        d.ok(&["stop", "-t", "0", name]);
+    }
+    assert_eq!(
+        (status(&d, "always-up"), status(&d, "left-down")),
+        ("exited".into(), "exited".into())
+    );
+    d.stop();
+    d.spawn();
+    assert!(
+        poll_until(Duration::from_secs(5), || status(&d, "always-up")
+            == "running"),
+        "{}",
+        status(&d, "always-up")
+    );
+    assert_eq!(status(&d, "left-down"), "exited");
+    assert_eq!(
+        status(&d, "once"),
+        "exited",
+        "on-failure without retries left stays down"
+    );
+    d.ok(&["rm", "-f", "always-up", "left-down", "once"]);
+}
+
+fn status(d: &Daemon, name: &str) -> String {
+    d.ok(&["inspect", "-f", "{{.State.Status}}", name])
+        .trim()
+        .to_string()
+}
+
 #[test]
 fn volumes_prunes_and_system_df() {
     let Some(d) = Daemon::start() else { return };

@@ -149,6 +149,78 @@ fn stop_with_handled_sigterm_exits_with_the_script_code() {
     assert_eq!(p.inspect("graceful", "{{.State.ExitCode}}"), "0");
 }
 
+/// Restart policies, applied by the container's monitor: `on-failure:N` gives up after N
+/// restarts with the last code, `always` restarts clean exits too (each run logged),
+/// `stop` ends it at once even between runs, a later `start` counts from zero; bad
+/// policies get Docker's errors and create nothing.
+#[test]
+fn restart_policies_restart_give_up_and_stop() {
+    let Some(p) = Pelagos::new() else { return };
+    let id = p.detached(
+        &["--name", "flaky", "--restart", "on-failure:2"],
+        "echo run; exit 3",
+    );
+    assert!(
+        poll_until(SECS_5, || p.status(&id) == "exited"
+            && p.inspect(&id, "{{.RestartCount}}") == "2"),
+        "{} after {}",
+        p.status(&id),
+        p.inspect(&id, "{{.RestartCount}}")
+    );
+    assert_eq!(p.inspect(&id, "{{.State.ExitCode}}"), "3");
+    assert_eq!(p.ok(&["logs", "flaky"]), "run\nrun\nrun\n");
+    // Gave up for good: nothing runs it again.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(p.inspect(&id, "{{.RestartCount}}"), "2");
+
+    // `always` restarts a clean exit too, with growing delays (100, 200, 400 ms ...).
+    let id = p.detached(
+        &["--name", "looping", "--restart", "always"],
+        "echo run; exit 0",
+    );
+    assert!(poll_until(SECS_5, || p
+        .inspect(&id, "{{.RestartCount}}")
+        .parse::<u32>()
+        .unwrap_or(0)
+        >= 3));
+    // Stopped between runs or during one: it ends at once and stays down.
+    let t0 = Instant::now();
+    p.ok(&["stop", "looping"]);
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert_eq!(p.status(&id), "exited");
+    let count = p.inspect(&id, "{{.RestartCount}}");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(p.status(&id), "exited");
+    assert_eq!(p.inspect(&id, "{{.RestartCount}}"), count);
+    // A start is a new beginning: restarts again, counted from zero.
+    p.ok(&["start", "looping"]);
+    assert!(poll_until(SECS_5, || p.inspect(&id, "{{.RestartCount}}") == "1"));
+    p.ok(&["rm", "-f", "looping"]);
+    p.ok(&["rm", "flaky"]);
+
+    // A long-running one that is killed by hand is not restarted either.
+    let id = p.detached(
+        &["--name", "killed", "--restart", "always"],
+        "exec sleep 1000",
+    );
+    p.ok(&["kill", "killed"]);
+    assert_eq!(p.status(&id), "exited");
+    assert_eq!(p.inspect(&id, "{{.RestartCount}}"), "0");
+    p.ok(&["rm", "killed"]);
+
+    p.fails(
+        &["run", "--rm", "--restart", "always", "busybox", "true"],
+        125,
+        "can't create 'AutoRemove' container with restart policy",
+    );
+    p.fails(
+        &["run", "-d", "--restart", "always:3", "busybox", "true"],
+        125,
+        "restart policy",
+    );
+    assert!(p.all_ids().is_empty());
+}
+
 #[test]
 fn duplicate_name_is_rejected() {
     let Some(p) = Pelagos::new() else { return };

@@ -68,14 +68,24 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // Our nftables table rebuilt from the state on disk: rules a crash or an older run
     // left behind go, missing ones come back. In the background, so serving starts at once
     // (`nft` takes ~20 ms); not fatal: the next network change retries.
-    if daemon.roots.data.join("networks").exists() {
-        let d = daemon.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = d.engine.networks().and_then(|n| Ok(n.sync_firewall()?)) {
-                tracing::warn!("firewall rules at start: {e}");
+    // Then the containers their restart policy brings back (Docker's restore), once the
+    // rules their ports need are in place.
+    let d = daemon.clone();
+    tokio::task::spawn_blocking(move || {
+        if d.roots.data.join("networks").exists()
+            && let Err(e) = d.engine.networks().and_then(|n| Ok(n.sync_firewall()?))
+        {
+            tracing::warn!("firewall rules at start: {e}");
+        }
+        match d.engine.start_by_restart_policy() {
+            Ok(failed) => {
+                for (id, e) in failed {
+                    tracing::warn!("restart policy of {id}: {e}");
+                }
             }
-        });
-    }
+            Err(e) => tracing::warn!("restart policies at start: {e}"),
+        }
+    });
     let app = routes::router(daemon.clone());
     let hosts = if cfg.hosts.is_empty() {
         vec![Listen::Unix(config::DEFAULT_SOCKET.into())]

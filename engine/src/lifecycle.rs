@@ -301,6 +301,7 @@ impl Engine {
         };
         // A start after an exit begins a new run: reset what the last run recorded.
         let p = self.paths(&id);
+        crate::runtime::restart::clear_stop_mark(&p);
         std::fs::create_dir_all(&p.run_dir).map_err(|e| Error::path(&p.run_dir, e))?;
         let spec_bytes =
             serde_json::to_vec(&req.spec).map_err(|e| Error::Internal(e.to_string()))?;
@@ -669,13 +670,25 @@ impl Engine {
     /// Sends a signal to the container's main process.
     pub fn kill(&self, what: &str, signal: Option<&str>) -> Result<()> {
         let c = self.containers.lookup(what)?;
-        if !c.state.is_running() || c.state.pid <= 0 {
+        if !c.state.is_running() {
             return Err(Error::Conflict(format!(
                 "Container {} is not running",
                 c.record.id
             )));
         }
         let sig = parse_signal(signal.unwrap_or("SIGKILL"))?;
+        // Killing with SIGKILL or the stop signal ends the restart policy, as in Docker.
+        let stop_sig = parse_signal(c.record.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
+        if sig == Signal::SIGKILL || sig == stop_sig {
+            crate::runtime::restart::mark_stopped_by_user(&self.paths(&c.record.id));
+        }
+        if c.state.pid <= 0 {
+            // Between runs: the mark alone ends it; wait for the monitor to record that.
+            if let Some(m) = MonitorHandle::open(&c.state) {
+                m.wait(Some(Duration::from_secs(10)));
+            }
+            return Ok(());
+        }
         // Docker waits for a SIGKILLed container to be gone (its exit recorded, `die`
         // published) before answering; other signals return once sent.
         let monitor = (sig == Signal::SIGKILL)
@@ -709,6 +722,8 @@ impl Engine {
         if c.state.status == Status::Paused {
             let _ = self.set_paused(&c, false);
         }
+        // Before any signal: the exit it causes must not restart the container.
+        crate::runtime::restart::mark_stopped_by_user(&self.paths(&c.record.id));
         let monitor = MonitorHandle::open(&c.state);
         let stopped = || {
             self.containers.journal().container("stop", &c.record, &[]);
@@ -732,6 +747,34 @@ impl Engine {
             m.wait(Some(Duration::from_secs(30)));
         }
         stopped()
+    }
+
+    /// At daemon start: starts the stopped containers their restart policy brings back
+    /// (Docker's restore). Returns the containers that failed to start, with why.
+    pub fn start_by_restart_policy(&self) -> Result<Vec<(String, Error)>> {
+        use crate::runtime::restart;
+        let mut failed = Vec::new();
+        for c in self.containers.list()? {
+            let st = &c.state;
+            let ran_before = st.started_at != crate::state::ZERO_TIME;
+            let by_user = restart::stopped_by_user(&self.paths(&c.record.id));
+            let policy = &c.record.host_config.restart_policy;
+            if st.is_running()
+                || !ran_before
+                || !restart::restart_on_daemon_start(
+                    policy,
+                    st.exit_code,
+                    by_user,
+                    st.restart_count,
+                )
+            {
+                continue;
+            }
+            if let Err(e) = self.start(&c.record.id, None) {
+                failed.push((c.record.id, e));
+            }
+        }
+        Ok(failed)
     }
 
     pub fn restart(&self, what: &str, timeout: Option<i64>) -> Result<()> {
@@ -822,6 +865,7 @@ impl Engine {
             if c.state.status == Status::Paused {
                 let _ = self.set_paused(&c, false);
             }
+            crate::runtime::restart::mark_stopped_by_user(&self.paths(&c.record.id));
             let monitor = MonitorHandle::open(&c.state);
             if send_signal(c.state.pid, Signal::SIGKILL).is_ok() {
                 self.kill_event(&c, Signal::SIGKILL);
@@ -932,7 +976,7 @@ fn validate_host_config(hc: &HostConfig) -> Result<()> {
     for h in &hc.extra_hosts {
         split_extra_host(h)?;
     }
-    Ok(())
+    crate::runtime::restart::validate(&hc.restart_policy, hc.auto_remove)
 }
 
 const BASE_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
@@ -1048,6 +1092,10 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
 }
 
 fn send_signal(pid: i32, sig: Signal) -> Result<()> {
+    // A container between runs (restarting) has no process; kill(0) would signal us.
+    if pid <= 0 {
+        return Err(Error::Conflict(format!("no process to signal (pid {pid})")));
+    }
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
         .map_err(|e| Error::io(format!("signal {sig} to {pid}"), e.into()))
 }

@@ -88,6 +88,7 @@ impl Engine {
             hc.blkio_weight = w;
         }
         if let Some(r) = &u.restart_policy {
+            crate::runtime::restart::validate(r, false)?;
             if rec.host_config.auto_remove && r.name != "no" && !r.name.is_empty() {
                 return Err(Error::invalid(
                     "Restart policy cannot be updated because AutoRemove is enabled for the container",

@@ -8,6 +8,7 @@ pub mod health;
 pub mod init;
 pub mod monitor;
 pub mod mounts;
+pub mod restart;
 pub mod rootfs;
 pub mod spawn;
 pub mod sync;

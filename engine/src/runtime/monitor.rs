@@ -62,19 +62,8 @@ fn run(start: OwnedFd) -> Result<()> {
     let _ = std::fs::remove_file(super::health::health_file(&paths));
     match launch(&req, &paths) {
         Ok(launched) => {
-            let mut st = ContainerState::load(&paths.state()).unwrap_or_default();
-            st.status = Status::Running;
-            st.pid = launched.pid.as_raw();
-            st.started_at = state::now_rfc3339();
-            st.finished_at = state::ZERO_TIME.into();
-            st.exit_code = 0;
-            st.error.clear();
-            st.oom_killed = false;
-            st.monitor_pid = std::process::id() as i32;
-            st.monitor_start_time = state::process_start_time(st.monitor_pid).unwrap_or(0);
-            st.boot_id = state::boot_id();
-            st.cgroup = Some(launched.cgroup.paths());
-            st.save(&paths.state())?;
+            // A start (not a policy restart) counts restarts from zero, as Docker's does.
+            record_running(&paths, &launched, Some(0))?;
             sync::send(
                 start.as_fd(),
                 &SyncMsg::Started {
@@ -88,7 +77,7 @@ fn run(start: OwnedFd) -> Result<()> {
             {
                 tracing::warn!("healthcheck of {}: {e}", req.id);
             }
-            supervise(&req, &paths, launched, first_client)
+            supervise_with_restarts(&req, &paths, launched, first_client)
         }
         Err(e) => {
             let (message, exit_code) = match &e {
@@ -117,6 +106,170 @@ fn run(start: OwnedFd) -> Result<()> {
             Err(e)
         }
     }
+}
+
+/// Records a run that has begun; `restarts` is set on a policy restart (Docker counts
+/// them in RestartCount).
+fn record_running(paths: &ContainerPaths, l: &Launched, restarts: Option<u32>) -> Result<()> {
+    let mut st = ContainerState::load(&paths.state()).unwrap_or_default();
+    st.status = Status::Running;
+    st.pid = l.pid.as_raw();
+    st.started_at = state::now_rfc3339();
+    st.finished_at = state::ZERO_TIME.into();
+    st.exit_code = 0;
+    st.error.clear();
+    st.oom_killed = false;
+    st.monitor_pid = std::process::id() as i32;
+    st.monitor_start_time = state::process_start_time(st.monitor_pid).unwrap_or(0);
+    st.boot_id = state::boot_id();
+    st.cgroup = Some(l.cgroup.paths());
+    if let Some(n) = restarts {
+        st.restart_count = n;
+    }
+    st.save(&paths.state())
+}
+
+/// Runs the container until an exit its restart policy does not restart (or the user
+/// stopped it), relaunching in between after Docker's back-off delay. Each run ends with
+/// a `die`, each relaunch begins with a `start`.
+fn supervise_with_restarts(
+    req: &StartRequest,
+    paths: &ContainerPaths,
+    launched: Launched,
+    first_client: Option<OwnedFd>,
+) -> Result<()> {
+    use super::restart;
+    let mut launched = launched;
+    let mut first_client = first_client;
+    let mut delay: Option<std::time::Duration> = None;
+    loop {
+        let began = std::time::Instant::now();
+        let cgroup = ContainerCgroup::from_paths(launched.cgroup.paths());
+        let (code, mut clients) = supervise(req, paths, launched, first_client.take())?;
+        let Ok(c) = crate::store::ContainerStore::open(&req.roots).and_then(|s| s.load(&req.id))
+        else {
+            finish(req, paths, &cgroup, code, &mut clients);
+            return Ok(());
+        };
+        let restarts = c.state.restart_count;
+        let policy = &c.record.host_config.restart_policy;
+        if req.auto_remove
+            || !restart::should_restart(policy, code, restart::stopped_by_user(paths), restarts)
+        {
+            finish(req, paths, &cgroup, code, &mut clients);
+            return Ok(());
+        }
+        let wait = restart::next_delay(delay, began.elapsed());
+        delay = Some(wait);
+        end_run(req, paths, &cgroup, code, &mut clients);
+        if wait_unless_stopped(paths, wait) {
+            finish_after_restart_wait(req, paths, code);
+            return Ok(());
+        }
+        match launch(req, paths) {
+            Ok(l) => {
+                record_running(paths, &l, Some(restarts + 1))?;
+                publish(req, "start", &[]);
+                launched = l;
+            }
+            Err(e) => {
+                let (message, exit_code) = match &e {
+                    Error::StartFailed { message, exit_code } => (message.clone(), *exit_code),
+                    other => (other.to_string(), 128),
+                };
+                if let Ok(mut st) = ContainerState::load(&paths.state()) {
+                    st.status = Status::Exited;
+                    st.exit_code = exit_code;
+                    st.error = message;
+                    st.pid = 0;
+                    let _ = st.save(&paths.state());
+                }
+                if req.netns_path.is_some() {
+                    crate::netglue::teardown(&req.roots, &req.net, &req.id);
+                }
+                publish(req, "die", &[("exitCode", exit_code.to_string())]);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The end of a run that will be restarted: the exit is recorded as "restarting" (the
+/// container counts as running, as in Docker), clients hear of it, the network stays.
+fn end_run(
+    req: &StartRequest,
+    paths: &ContainerPaths,
+    cgroup: &ContainerCgroup,
+    code: i32,
+    clients: &mut Vec<Client>,
+) {
+    let oom = cgroup.oom_killed();
+    let _ = cgroup.destroy();
+    if let Ok(mut st) = ContainerState::load(&paths.state()) {
+        st.status = Status::Restarting;
+        st.exit_code = code;
+        st.oom_killed = oom;
+        st.pid = 0;
+        st.cgroup = None;
+        st.finished_at = state::now_rfc3339();
+        let _ = st.save(&paths.state());
+    }
+    publish(req, "die", &[("exitCode", code.to_string())]);
+    let frame = encode(FrameKind::Exit, &code.to_be_bytes());
+    for c in clients.iter_mut() {
+        let _ = c.stream.write_all(&frame);
+    }
+    clients.clear();
+}
+
+/// Sleeps the back-off delay; returns early, true, when the user stops the container
+/// meanwhile (inotify on its directory sees the stop mark appear).
+fn wait_unless_stopped(paths: &ContainerPaths, wait: std::time::Duration) -> bool {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let deadline = std::time::Instant::now() + wait;
+    let ino = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok();
+    if let Some(i) = &ino {
+        let _ = i.add_watch(
+            &paths.dir,
+            AddWatchFlags::IN_CREATE | AddWatchFlags::IN_DELETE_SELF,
+        );
+    }
+    loop {
+        if super::restart::stopped_by_user(paths) || !paths.dir.exists() {
+            return true;
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match &ino {
+            Some(i) => {
+                let mut pfd = libc::pollfd {
+                    fd: i.as_fd().as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(60_000) as i32 + 1) };
+                let _ = i.read_events();
+            }
+            None => std::thread::sleep(left),
+        }
+    }
+}
+
+/// Stopped while waiting to restart: the container ends exited with its last code.
+fn finish_after_restart_wait(req: &StartRequest, paths: &ContainerPaths, code: i32) {
+    if req.netns_path.is_some() {
+        crate::netglue::teardown(&req.roots, &req.net, &req.id);
+    }
+    if let Ok(mut st) = ContainerState::load(&paths.state()) {
+        st.status = Status::Exited;
+        st.exit_code = code;
+        st.pid = 0;
+        let _ = st.save(&paths.state());
+    }
+    let _ = std::fs::remove_file(paths.attach_socket());
 }
 
 struct Launched {
@@ -413,7 +566,7 @@ fn supervise(
     paths: &ContainerPaths,
     l: Launched,
     first_client: Option<OwnedFd>,
-) -> Result<()> {
+) -> Result<(i32, Vec<Client>)> {
     let mut log = LogWriter::open(&paths.log_file(), req.log.max_size, req.log.max_file)?;
     let sock_path = paths.attach_socket();
     let _ = std::fs::remove_file(&sock_path);
@@ -563,9 +716,7 @@ fn supervise(
         }
     }
     log.flush()?;
-    let code = exit.unwrap_or(137);
-    finish(req, paths, &l.cgroup, code, &mut clients);
-    Ok(())
+    Ok((exit.unwrap_or(137), clients))
 }
 
 /// Handles input from one attach client. Returns false when the client is gone.
@@ -635,12 +786,14 @@ fn write_all_fd(fd: BorrowedFd<'_>, mut data: &[u8]) -> nix::Result<()> {
 
 /// The `die` event, from the one process that saw the exit.
 fn publish_die(req: &StartRequest, code: i32) {
+    publish(req, "die", &[("exitCode", code.to_string())]);
+}
+
+fn publish(req: &StartRequest, action: &str, extra: &[(&str, String)]) {
     if let Ok(store) = crate::store::ContainerStore::open(&req.roots)
         && let Ok(c) = store.load(&req.id)
     {
-        store
-            .journal()
-            .container("die", &c.record, &[("exitCode", code.to_string())]);
+        store.journal().container(action, &c.record, extra);
     }
 }
 
