@@ -965,6 +965,125 @@ fn status(d: &Daemon, name: &str) -> String {
         .to_string()
 }
 
+/// `docker build` (the legacy builder path: no buildx) through the daemon: ARG before
+/// FROM, multi-stage with COPY --from, --chown, .dockerignore, a RUN that deletes a lower
+/// file (a whiteout in the layer), build args, labels, -q, --target, a Dockerfile from
+/// outside the context and from stdin; a failing RUN gives its exit code and leaves no
+/// container, build directory or layer behind.
+#[test]
+fn build_with_the_classic_builder() {
+    let Some(d) = Daemon::start() else { return };
+    let ctx = d.p.dir.path().join("ctx");
+    std::fs::create_dir_all(ctx.join("dir")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        r#"ARG BASE=busybox
+FROM $BASE AS base
+ENV GREETING="hello world"
+WORKDIR /app
+COPY --chown=1:2 hello.txt ./
+COPY dir/ /opt/dir/
+RUN echo "$GREETING" > greeting && rm /bin/vi
+ARG VERSION=1
+RUN echo "version $VERSION" > version
+FROM base AS final
+COPY --from=base /app/greeting /copied
+LABEL org.test=yes
+EXPOSE 8080
+CMD ["sh", "-c", "cat /copied /app/version /app/hello.txt; ls /opt/dir; test -e /bin/vi || echo no-vi; stat -c %u:%g /app/hello.txt"]
+"#,
+    )
+    .unwrap();
+    std::fs::write(ctx.join(".dockerignore"), "dir/*.log\n").unwrap();
+    std::fs::write(ctx.join("hello.txt"), "hi\n").unwrap();
+    std::fs::write(ctx.join("dir/x"), "x\n").unwrap();
+    std::fs::write(ctx.join("dir/skip.log"), "no\n").unwrap();
+    let ctx_s = ctx.to_str().unwrap();
+    let out = d.ok(&[
+        "build",
+        "-t",
+        "built:1",
+        "--build-arg",
+        "VERSION=7",
+        "--label",
+        "from=cli",
+        ctx_s,
+    ]);
+    assert!(out.contains("Step 1/14 : ARG BASE=busybox"), "{out}");
+    assert!(out.contains(" ---> Running in "), "{out}");
+    assert!(out.contains("Successfully tagged built:1"), "{out}");
+    assert_eq!(
+        d.ok(&["run", "--rm", "built:1"]),
+        "hello world\nversion 7\nhi\nx\nno-vi\n1:2\n"
+    );
+    assert_eq!(
+        d.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            r#"{{index .Config.Labels "org.test"}} {{index .Config.Labels "from"}} {{.Config.ExposedPorts}} {{.Config.WorkingDir}} {{len .RootFS.Layers}}"#,
+            "built:1",
+        ])
+        .trim(),
+        "yes cli map[8080/tcp:{}] /app 6"
+    );
+
+    // -q prints the ID only; --target stops at that stage.
+    let id = d.ok(&["build", "-q", "--target", "base", ctx_s]);
+    let id = id.trim();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id:?}");
+    assert_eq!(d.ok(&["run", "--rm", id, "cat", "version"]), "version 1\n");
+
+    // A Dockerfile from stdin, with no context.
+    let o = d.docker_input(
+        &["build", "-t", "fromstdin", "-"],
+        Some(b"FROM busybox\nCMD [\"echo\", \"from stdin\"]\n"),
+    );
+    assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
+    assert_eq!(d.ok(&["run", "--rm", "fromstdin"]), "from stdin\n");
+
+    // Failures: a RUN's exit code, a parse error; nothing left behind.
+    let images_before = d.ok(&["images", "-aq"]);
+    let layers = |d: &Daemon| {
+        std::fs::read_dir(d.p.data.join("image/layers"))
+            .unwrap()
+            .count()
+    };
+    let layers_before = layers(&d);
+    let outside = d.p.dir.path().join("fail.Dockerfile");
+    std::fs::write(
+        &outside,
+        "FROM busybox\nRUN echo before; touch /new; exit 3\n",
+    )
+    .unwrap();
+    let o = d.docker(&["build", "-f", outside.to_str().unwrap(), ctx_s]);
+    assert_eq!(o.code, 3, "{} {}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("before"), "{}", o.stdout);
+    assert!(
+        format!("{}{}", o.stdout, o.stderr).contains(
+            "The command '/bin/sh -c echo before; touch /new; exit 3' returned a non-zero code: 3"
+        ),
+        "{} {}",
+        o.stdout,
+        o.stderr
+    );
+    std::fs::write(&outside, "FROM busybox\nFOO bar\n").unwrap();
+    let o = d.docker(&["build", "-f", outside.to_str().unwrap(), ctx_s]);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("unknown instruction: FOO"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(d.ok(&["ps", "-aq"]), "");
+    assert_eq!(d.ok(&["images", "-aq"]), images_before);
+    assert_eq!(layers(&d), layers_before);
+    let leftovers = std::fs::read_dir(d.p.data.join("build"))
+        .map(|r| r.count())
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0);
+}
+
 #[test]
 fn volumes_prunes_and_system_df() {
     let Some(d) = Daemon::start() else { return };

@@ -35,6 +35,10 @@ pub enum Error {
     /// `exit_code` is what Docker reports for it (127, 126, or 128 for other failures).
     #[error("{message}")]
     StartFailed { message: String, exit_code: i32 },
+    /// A build step failed (a RUN's non-zero exit, a missing COPY source, ...); `code` is
+    /// the RUN's exit code, 1 otherwise.
+    #[error("{message}")]
+    BuildFailed { message: String, code: i32 },
     #[error(transparent)]
     Registry(#[from] registry::Error),
     #[error(transparent)]
@@ -62,7 +66,7 @@ impl Error {
                 network::Kind::InvalidArgument => ErrorKind::InvalidArgument,
                 network::Kind::Internal => ErrorKind::Internal,
             },
-            Error::StartFailed { .. } => ErrorKind::InvalidArgument,
+            Error::StartFailed { .. } | Error::BuildFailed { .. } => ErrorKind::InvalidArgument,
             Error::Io { .. }
             | Error::Path { .. }
             | Error::Cgroup(_)

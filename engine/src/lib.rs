@@ -4,6 +4,7 @@
 
 pub use registry::ErrorKind;
 
+pub mod build;
 pub mod capabilities;
 pub mod cgroups;
 pub mod cgroups_glue;

@@ -4,6 +4,42 @@ use crate::error::{Error, Result};
 
 /// Parses a size the way Docker's `units.RAMInBytes` does: binary multiples, an optional
 /// `b`/`B` suffix after the unit, decimals allowed.
+/// A Go duration (`1m30s`, `500ms`, `2h`, `1.5s`) in nanoseconds, as Docker's
+/// `--interval` flags take them. None when it does not parse.
+pub fn parse_duration_ns(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * mult;
+    }
+    Some(total as i64)
+}
+
 pub fn parse_size(s: &str) -> Result<u64> {
     let bad = || Error::invalid(format!("invalid size: '{s}'"));
     let t = s.trim();

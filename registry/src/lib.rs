@@ -14,7 +14,7 @@ pub mod settings;
 pub mod store;
 pub mod unpack;
 
-pub use config::{Healthcheck, ImageConfig, RunConfig};
+pub use config::{Healthcheck, History, ImageConfig, RunConfig};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use error_kind::ErrorKind;
@@ -22,6 +22,6 @@ pub use platform::Platform;
 pub use reference::Reference;
 pub use settings::{Credentials, RegistrySettings};
 pub use store::{
-    ImageRecord, ImageStore, ImageUser, LoadedImage, PullEvent, PullOptions, Pulled, PushEvent,
-    Pushed, Removed,
+    ImageRecord, ImageStore, ImageUser, LoadedImage, NewImage, PullEvent, PullOptions, Pulled,
+    PushEvent, Pushed, Removed,
 };

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod attach;
+pub mod build;
 pub mod containers;
 pub mod exec;
 pub mod images;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(images::routes())
         .merge(volumes::routes())
         .merge(networks::routes())
+        .merge(build::routes())
         .merge(stubs::routes())
         .fallback(crate::server::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(

@@ -36,7 +36,6 @@ pub fn routes() -> Router<AppState> {
         .route("/plugins/{*rest}", any(plugin))
         .route("/session", any(session))
         .route("/grpc", any(session))
-        .route("/build", any(build))
         .route("/build/prune", any(build_prune))
 }
 
@@ -55,10 +54,6 @@ async fn plugin(Path(rest): Path<String>) -> ApiError {
 
 async fn session() -> ApiError {
     ApiError::not_found("BuildKit is not supported yet: use DOCKER_BUILDKIT=0 (classic builder)")
-}
-
-async fn build() -> ApiError {
-    ApiError::new(ErrorKind::Internal, "image builds are not supported yet")
 }
 
 async fn build_prune() -> Json<Value> {

@@ -56,7 +56,12 @@ pub fn mount_rootfs(plan: &RootfsPlan, target: &Path) -> Result<()> {
 /// 6.8+), so images with hundreds of layers never hit the one-page limit of the legacy
 /// option string; older kernels get the legacy string built from paths relative to the
 /// layers' common parent, which fits about 60 layers.
-fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+pub(crate) fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<()> {
     match mount_overlay_fsconfig(lowers, upper, work, target) {
         Ok(()) => Ok(()),
         Err(FsConfigError::Unsupported) => mount_overlay_legacy(lowers, upper, work, target),

@@ -13,6 +13,7 @@
 //! ```
 
 mod blobs;
+mod commit;
 mod fsutil;
 mod housekeeping;
 mod inspect;
@@ -27,6 +28,7 @@ mod remove;
 mod save;
 mod tags;
 
+pub use commit::NewImage;
 pub use housekeeping::{HistoryEntry, ImageUsage, Pruned};
 pub use load::LoadedImage;
 pub use pull::{PullEvent, PullOptions, Pulled, check_login};
