@@ -1082,6 +1082,53 @@ CMD ["sh", "-c", "cat /copied /app/version /app/hello.txt; ls /opt/dir; test -e 
         .map(|r| r.count())
         .unwrap_or(0);
     assert_eq!(leftovers, 0);
+
+    // `docker commit`: the writable layer (a deletion included) on the container's image,
+    // with --change and the message; an untagged commit lists as <none>.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "tocommit",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /f; rm /bin/vi; exec sleep 100",
+    ]);
+    assert!(poll_until(Duration::from_secs(5), || d
+        .docker(&["exec", "tocommit", "cat", "/f"])
+        .stdout
+        == "data\n"));
+    let id = d.ok(&[
+        "commit",
+        "-m",
+        "msg",
+        "-c",
+        r#"CMD ["cat", "/f"]"#,
+        "tocommit",
+        "committed:1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(d.ok(&["run", "--rm", "committed:1"]), "data\n");
+    assert_eq!(
+        d.docker(&["run", "--rm", "committed:1", "ls", "/bin/vi"])
+            .code,
+        1
+    );
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Comment}}", "committed:1"])
+            .trim(),
+        "msg"
+    );
+    let o = d.docker(&["commit", "-c", "RUN x", "tocommit"]);
+    assert!(
+        o.stderr.contains("run is not a valid change command"),
+        "{}",
+        o.stderr
+    );
+    d.ok(&["commit", "tocommit"]);
+    assert!(d.ok(&["images"]).contains("<none>"));
+    d.ok(&["rm", "-f", "tocommit"]);
 }
 
 #[test]

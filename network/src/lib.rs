@@ -540,12 +540,19 @@ impl Networks {
     /// Deletes every bridge and the firewall table of this data root, and the stored
     /// networks (uninstall, and the test harness's cleanup of private roots).
     pub fn destroy_all(&self) -> Result<()> {
+        // Under the lock network creation takes, and DNS servers first: once a bridge
+        // (and its route) is gone, a create elsewhere may pick the same subnet, and its
+        // DNS server must find the gateway's port 53 free.
+        let _g = Lock::exclusive(Path::new(GLOBAL_LOCK))?;
+        let stored = self.stored()?;
+        for n in &stored {
+            dns::stop(self, &n.id);
+        }
         let nl = Nl::open()?;
         for b in nl.links_with_alias(&self.cfg.owner_tag)? {
             nl.delete_link(&b)?;
         }
-        for n in self.stored()? {
-            dns::stop(self, &n.id);
+        for n in stored {
             if let Some(b) = n.bridge_name() {
                 nl.delete_link(b)?;
             }

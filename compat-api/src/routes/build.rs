@@ -17,7 +17,63 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/build", post(build))
+    Router::new()
+        .route("/build", post(build))
+        .route("/commit", post(commit))
+}
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`, the body an
+/// optional Config whose Cmd, Entrypoint, Env, Labels, WorkingDir and User win.
+async fn commit(
+    State(d): State<AppState>,
+    Query(q): Query<Vec<(String, String)>>,
+    body: axum::body::Bytes,
+) -> ApiResult<(axum::http::StatusCode, axum::Json<Value>)> {
+    let container = param(&q, "container")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad_request("container is required"))?
+        .to_string();
+    let tag = match param(&q, "repo").filter(|r| !r.is_empty()) {
+        Some(repo) => {
+            let t = param(&q, "tag").filter(|t| !t.is_empty());
+            let full = match t {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo.to_string(),
+            };
+            Some(registry::Reference::parse(&full)?)
+        }
+        None => None,
+    };
+    let config = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid config: {e}")))?;
+        (!v.is_null()).then_some(v)
+    };
+    let opts = engine::build::CommitOptions {
+        tag,
+        comment: param(&q, "comment").unwrap_or("").to_string(),
+        author: param(&q, "author").unwrap_or("").to_string(),
+        changes: q
+            .iter()
+            .filter(|(k, v)| k == "changes" && !v.is_empty())
+            .flat_map(|(_, v)| v.lines().map(str::to_string).collect::<Vec<_>>())
+            .collect(),
+        pause: param(&q, "pause").is_none_or(crate::params::truthy),
+        config,
+    };
+    let d2 = d.clone();
+    let rec = crate::blocking::blocking(move || -> ApiResult<registry::ImageRecord> {
+        Ok(engine::build::commit(
+            &d2.engine, &d2.images, &container, &opts,
+        )?)
+    })
+    .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        axum::Json(json!({"Id": rec.id.to_string()})),
+    ))
 }
 
 fn line(v: Value) -> Vec<u8> {

@@ -76,7 +76,6 @@ fn glob(pat: &str, s: &str) -> bool {
 
 async fn list(State(d): State<AppState>, q: Params) -> ApiResult<Json<Vec<Value>>> {
     let f = filters(&q)?;
-    let all = flag(&q, "all");
     let d2 = d.clone();
     let out = blocking(move || -> Result<Vec<Value>, ApiError> {
         let containers = d2.engine.containers.list()?;
@@ -84,7 +83,8 @@ async fn list(State(d): State<AppState>, q: Params) -> ApiResult<Json<Vec<Value>
             .images
             .list()?
             .iter()
-            .filter(|r| all || !r.is_dangling() || f.contains_key("dangling"))
+            // Dangling images are listed too, as `<none>`: Docker hides only images with
+            // children (intermediate build images), and images here have none.
             .filter(|r| {
                 f.iter()
                     .all(|(k, vals)| vals.is_empty() || vals.iter().any(|v| image_matches(r, k, v)))

@@ -26,6 +26,8 @@ pub struct BuildOptions {
     pub context: PathBuf,
     /// The Dockerfile's path inside the context.
     pub dockerfile: String,
+    /// The Dockerfile itself, when the caller read it (the CLI's `-f` outside the context).
+    pub dockerfile_text: Option<String>,
     pub tags: Vec<Reference>,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
@@ -54,9 +56,15 @@ pub fn build(
     } else {
         opts.dockerfile.as_str()
     };
-    let df_path = crate::runtime::mounts::secure_join(&opts.context, Path::new(name))?;
-    let text = std::fs::read_to_string(&df_path)
-        .map_err(|_| Error::invalid(format!("Cannot locate specified Dockerfile: {name}")))?;
+    let text = match &opts.dockerfile_text {
+        Some(t) => t.clone(),
+        None => {
+            let df_path = crate::runtime::mounts::secure_join(&opts.context, Path::new(name))?;
+            std::fs::read_to_string(&df_path).map_err(|_| {
+                Error::invalid(format!("Cannot locate specified Dockerfile: {name}"))
+            })?
+        }
+    };
     let df = dockerfile::parse(&text)?;
     let work = WorkDir::new(engine)?;
     let mut b = Builder {
@@ -392,11 +400,6 @@ impl Builder<'_> {
         ins: &Instruction,
         global: &BTreeMap<String, String>,
     ) -> Result<()> {
-        let text = |vars: &BTreeMap<String, String>| match &ins.args {
-            Args::Text(t) => dockerfile::expand(t, vars),
-            Args::Json(v) => serde_json::to_string(v).unwrap_or_default(),
-        };
-        let nop = |kw: &str, rest: &str| format!("/bin/sh -c #(nop) {kw} {rest}");
         match ins.keyword.as_str() {
             "ARG" => {
                 // A stage sees a global ARG only when it declares it again.
@@ -406,131 +409,15 @@ impl Builder<'_> {
                     st.args.insert(k, v);
                 }
             }
-            "ENV" => {
-                for (k, v) in dockerfile::pairs(&text(&st.vars()), "ENV")? {
-                    st.set_env(&k, &v);
-                }
-                let rest = st.config.config.env.last().cloned().unwrap_or_default();
-                st.history(nop("ENV", &rest), true);
-            }
-            "LABEL" => {
-                for (k, v) in dockerfile::pairs(&text(&st.vars()), "LABEL")? {
-                    st.config.config.labels.insert(k, v);
-                }
-                st.history(nop("LABEL", &text(&st.vars())), true);
-            }
-            "MAINTAINER" => {
-                st.config.author = Some(text(&st.vars()));
-                st.history(nop("MAINTAINER", &text(&st.vars())), true);
-            }
-            "WORKDIR" => {
-                let w = one_word(&text(&st.vars()));
-                let cur = st.config.config.working_dir.clone().unwrap_or_default();
-                let path = if w.starts_with('/') || cur.is_empty() {
-                    clean_abs(&w)
-                } else {
-                    clean_abs(&format!("{cur}/{w}"))
-                };
-                st.config.config.working_dir = Some(path.clone());
-                st.history(nop("WORKDIR", &path), true);
-            }
-            "USER" => {
-                let u = one_word(&text(&st.vars()));
-                st.config.config.user = Some(u.clone());
-                st.history(nop("USER", &u), true);
-            }
-            "STOPSIGNAL" => {
-                let s = one_word(&text(&st.vars()));
-                crate::lifecycle::parse_signal(&s)?;
-                st.config.config.stop_signal = Some(s.clone());
-                st.history(nop("STOPSIGNAL", &s), true);
-            }
-            "EXPOSE" => {
-                for p in dockerfile::words(&text(&st.vars())) {
-                    let key = if p.contains('/') {
-                        p.to_ascii_lowercase()
-                    } else {
-                        format!("{p}/tcp")
-                    };
-                    let port = key.split('/').next().unwrap_or("");
-                    if port.split('-').any(|n| n.parse::<u16>().is_err()) {
-                        return Err(Error::invalid(format!("invalid containerPort: {p}")));
-                    }
-                    st.config
-                        .config
-                        .exposed_ports
-                        .insert(key, serde_json::json!({}));
-                }
-                st.history(nop("EXPOSE", &text(&st.vars())), true);
-            }
-            "VOLUME" => {
-                let vols = match &ins.args {
-                    Args::Json(v) => v.clone(),
-                    Args::Text(t) => dockerfile::words(&dockerfile::expand(t, &st.vars())),
-                };
-                for v in vols {
-                    if v.trim().is_empty() {
-                        return Err(Error::invalid(
-                            "VOLUME specified can not be an empty string",
-                        ));
-                    }
-                    st.config.config.volumes.insert(v, serde_json::json!({}));
-                }
-                st.history(nop("VOLUME", &text(&st.vars())), true);
-            }
-            "CMD" | "ENTRYPOINT" => {
-                let argv = match &ins.args {
-                    Args::Json(v) => v.clone(),
-                    Args::Text(t) => {
-                        let mut s = st.shell();
-                        s.push(t.clone());
-                        s
-                    }
-                };
-                if ins.keyword == "CMD" {
-                    st.config.config.cmd = Some(argv.clone());
-                    st.cmd_set = true;
-                } else {
-                    st.config.config.entrypoint = Some(argv.clone());
-                    if !st.cmd_set {
-                        st.config.config.cmd = None;
-                    }
-                }
-                let shown = serde_json::to_string(&argv).unwrap_or_default();
-                st.history(nop(&ins.keyword, &shown), true);
-            }
-            "SHELL" => {
-                let Args::Json(v) = &ins.args else {
-                    return Err(Error::invalid(
-                        "SHELL requires the arguments to be in JSON form",
-                    ));
-                };
-                if v.is_empty() {
-                    return Err(Error::invalid("SHELL requires at least one argument"));
-                }
-                st.config.config.shell = Some(v.clone());
-                st.history(
-                    nop("SHELL", &serde_json::to_string(v).unwrap_or_default()),
-                    true,
-                );
-            }
-            "HEALTHCHECK" => {
-                st.config.config.healthcheck = Some(healthcheck(ins, &st.shell())?);
-                st.history(nop("HEALTHCHECK", &text(&st.vars())), true);
-            }
-            "ONBUILD" => {
-                let t = text(&BTreeMap::new());
-                st.config
-                    .config
-                    .on_build
-                    .get_or_insert_with(Vec::new)
-                    .push(t.clone());
-                st.history(nop("ONBUILD", &t), true);
-            }
             "RUN" => self.run_step(st, ins)?,
             "COPY" | "ADD" => self.copy_step(st, ins)?,
-            other => {
-                return Err(Error::invalid(format!("unknown instruction: {other}")));
+            _ => {
+                if !apply_config(st, ins)? {
+                    return Err(Error::invalid(format!(
+                        "unknown instruction: {}",
+                        ins.keyword
+                    )));
+                }
             }
         }
         Ok(())
@@ -829,6 +716,306 @@ impl Builder<'_> {
         })?;
         Ok(rec)
     }
+}
+
+/// What `docker commit` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct CommitOptions {
+    pub tag: Option<Reference>,
+    pub comment: String,
+    pub author: String,
+    /// Dockerfile instructions applied to the config (`--change`).
+    pub changes: Vec<String>,
+    /// Freeze the container while its writable layer is read (Docker's default).
+    pub pause: bool,
+    /// The request's Config (API body): Cmd, Entrypoint, Env, Labels, WorkingDir, User
+    /// replace the container's.
+    pub config: Option<serde_json::Value>,
+}
+
+/// Docker's `commit`: the container's writable layer as a new layer on its image, with the
+/// container's config (and the changes asked for).
+pub fn commit(
+    engine: &Engine,
+    images: &ImageStore,
+    what: &str,
+    opts: &CommitOptions,
+) -> Result<ImageRecord> {
+    let c = engine.containers.lookup(what)?;
+    if c.record.host_config.rootfs.is_some() {
+        return Err(Error::invalid(
+            "a container started from --rootfs has no image to commit onto",
+        ));
+    }
+    let parent = images.resolve(&c.record.image).ok();
+    let mut config = match &parent {
+        Some(p) => images.config(p)?,
+        None => ImageConfig {
+            architecture: host_arch().into(),
+            os: "linux".into(),
+            ..Default::default()
+        },
+    };
+    let cc = &c.record.config;
+    let rc = &mut config.config;
+    let some = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let some_s = |v: &String| (!v.is_empty()).then(|| v.clone());
+    rc.env = cc.env.clone();
+    rc.cmd = some(&cc.cmd);
+    rc.entrypoint = some(&cc.entrypoint);
+    rc.working_dir = some_s(&cc.working_dir);
+    rc.user = some_s(&cc.user);
+    rc.labels = cc.labels.clone();
+    rc.exposed_ports = cc.exposed_ports.clone();
+    rc.volumes = cc.volumes.clone();
+    rc.stop_signal = cc.stop_signal.clone();
+    rc.healthcheck = cc
+        .healthcheck
+        .clone()
+        .and_then(|h| serde_json::from_value(h).ok());
+    if let Some(v) = &opts.config {
+        let strings = |k: &str| -> Option<Vec<String>> {
+            v.get(k)
+                .and_then(|x| serde_json::from_value(x.clone()).ok())
+        };
+        if let Some(x) = strings("Cmd") {
+            rc.cmd = Some(x);
+        }
+        if let Some(x) = strings("Entrypoint") {
+            rc.entrypoint = Some(x);
+        }
+        if let Some(x) = strings("Env") {
+            rc.env = x;
+        }
+        if let Some(x) = v
+            .get("Labels")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+        {
+            rc.labels = x;
+        }
+        if let Some(x) = v.get("WorkingDir").and_then(|x| x.as_str()) {
+            rc.working_dir = Some(x.to_string());
+        }
+        if let Some(x) = v.get("User").and_then(|x| x.as_str()) {
+            rc.user = Some(x.to_string());
+        }
+    }
+    let mut st = State {
+        parent,
+        base_dirs: Vec::new(),
+        new_layers: Vec::new(),
+        config,
+        reference: String::new(),
+        cmd_set: true,
+        args: BTreeMap::new(),
+    };
+    let kept = st.config.history.len();
+    if !opts.changes.is_empty() {
+        let df = dockerfile::parse(&format!("FROM scratch\n{}", opts.changes.join("\n")))?;
+        for ins in df.stages.iter().flat_map(|s| &s.instructions) {
+            let allowed = matches!(
+                ins.keyword.as_str(),
+                "CMD"
+                    | "ENTRYPOINT"
+                    | "ENV"
+                    | "EXPOSE"
+                    | "LABEL"
+                    | "ONBUILD"
+                    | "USER"
+                    | "VOLUME"
+                    | "WORKDIR"
+            );
+            if !allowed || !apply_config(&mut st, ins)? {
+                return Err(Error::invalid(format!(
+                    "{} is not a valid change command",
+                    ins.keyword.to_ascii_lowercase()
+                )));
+            }
+        }
+    }
+    // One history entry for the commit, whatever the changes were.
+    st.config.history.truncate(kept);
+    let work = WorkDir::new(engine)?;
+    let tar = work.dir.join("layer.tar");
+    let freeze = opts.pause && c.state.status == crate::state::Status::Running;
+    if freeze {
+        engine.pause(&c.record.id)?;
+    }
+    let written = std::fs::File::create(&tar)
+        .map_err(|e| Error::path(&tar, e))
+        .and_then(|f| {
+            layer::write_layer(
+                &engine.paths(&c.record.id).upper(),
+                std::io::BufWriter::new(f),
+            )
+        });
+    if freeze {
+        let _ = engine.unpause(&c.record.id);
+    }
+    written?;
+    let now = crate::state::now_rfc3339();
+    st.config.created = Some(now.clone());
+    if !opts.author.is_empty() {
+        st.config.author = Some(opts.author.clone());
+    }
+    st.config.comment = (!opts.comment.is_empty()).then(|| opts.comment.clone());
+    let created_by: Vec<String> = cc.entrypoint.iter().chain(cc.cmd.iter()).cloned().collect();
+    st.config.history.push(History {
+        created: Some(now),
+        created_by: Some(created_by.join(" ")),
+        comment: (!opts.comment.is_empty()).then(|| opts.comment.clone()),
+        empty_layer: false,
+    });
+    let rec = images.create_image(registry::NewImage {
+        parent: st.parent.clone(),
+        layers: vec![tar],
+        config: st.config,
+        tags: opts.tag.iter().cloned().collect(),
+    })?;
+    engine.containers.journal().container(
+        "commit",
+        &c.record,
+        &[
+            ("comment", opts.comment.clone()),
+            ("imageID", rec.id.to_string()),
+        ],
+    );
+    Ok(rec)
+}
+
+/// Applies an instruction that only changes the image config (ENV, LABEL, WORKDIR, USER,
+/// CMD, ...), as a build step or a `commit --change`. False for other instructions.
+fn apply_config(st: &mut State, ins: &Instruction) -> Result<bool> {
+    let text = |vars: &BTreeMap<String, String>| match &ins.args {
+        Args::Text(t) => dockerfile::expand(t, vars),
+        Args::Json(v) => serde_json::to_string(v).unwrap_or_default(),
+    };
+    let nop = |kw: &str, rest: &str| format!("/bin/sh -c #(nop) {kw} {rest}");
+    match ins.keyword.as_str() {
+        "ENV" => {
+            for (k, v) in dockerfile::pairs(&text(&st.vars()), "ENV")? {
+                st.set_env(&k, &v);
+            }
+            let rest = st.config.config.env.last().cloned().unwrap_or_default();
+            st.history(nop("ENV", &rest), true);
+        }
+        "LABEL" => {
+            for (k, v) in dockerfile::pairs(&text(&st.vars()), "LABEL")? {
+                st.config.config.labels.insert(k, v);
+            }
+            st.history(nop("LABEL", &text(&st.vars())), true);
+        }
+        "MAINTAINER" => {
+            st.config.author = Some(text(&st.vars()));
+            st.history(nop("MAINTAINER", &text(&st.vars())), true);
+        }
+        "WORKDIR" => {
+            let w = one_word(&text(&st.vars()));
+            let cur = st.config.config.working_dir.clone().unwrap_or_default();
+            let path = if w.starts_with('/') || cur.is_empty() {
+                clean_abs(&w)
+            } else {
+                clean_abs(&format!("{cur}/{w}"))
+            };
+            st.config.config.working_dir = Some(path.clone());
+            st.history(nop("WORKDIR", &path), true);
+        }
+        "USER" => {
+            let u = one_word(&text(&st.vars()));
+            st.config.config.user = Some(u.clone());
+            st.history(nop("USER", &u), true);
+        }
+        "STOPSIGNAL" => {
+            let s = one_word(&text(&st.vars()));
+            crate::lifecycle::parse_signal(&s)?;
+            st.config.config.stop_signal = Some(s.clone());
+            st.history(nop("STOPSIGNAL", &s), true);
+        }
+        "EXPOSE" => {
+            for p in dockerfile::words(&text(&st.vars())) {
+                let key = if p.contains('/') {
+                    p.to_ascii_lowercase()
+                } else {
+                    format!("{p}/tcp")
+                };
+                let port = key.split('/').next().unwrap_or("");
+                if port.split('-').any(|n| n.parse::<u16>().is_err()) {
+                    return Err(Error::invalid(format!("invalid containerPort: {p}")));
+                }
+                st.config
+                    .config
+                    .exposed_ports
+                    .insert(key, serde_json::json!({}));
+            }
+            st.history(nop("EXPOSE", &text(&st.vars())), true);
+        }
+        "VOLUME" => {
+            let vols = match &ins.args {
+                Args::Json(v) => v.clone(),
+                Args::Text(t) => dockerfile::words(&dockerfile::expand(t, &st.vars())),
+            };
+            for v in vols {
+                if v.trim().is_empty() {
+                    return Err(Error::invalid(
+                        "VOLUME specified can not be an empty string",
+                    ));
+                }
+                st.config.config.volumes.insert(v, serde_json::json!({}));
+            }
+            st.history(nop("VOLUME", &text(&st.vars())), true);
+        }
+        "CMD" | "ENTRYPOINT" => {
+            let argv = match &ins.args {
+                Args::Json(v) => v.clone(),
+                Args::Text(t) => {
+                    let mut s = st.shell();
+                    s.push(t.clone());
+                    s
+                }
+            };
+            if ins.keyword == "CMD" {
+                st.config.config.cmd = Some(argv.clone());
+                st.cmd_set = true;
+            } else {
+                st.config.config.entrypoint = Some(argv.clone());
+                if !st.cmd_set {
+                    st.config.config.cmd = None;
+                }
+            }
+            let shown = serde_json::to_string(&argv).unwrap_or_default();
+            st.history(nop(&ins.keyword, &shown), true);
+        }
+        "SHELL" => {
+            let Args::Json(v) = &ins.args else {
+                return Err(Error::invalid(
+                    "SHELL requires the arguments to be in JSON form",
+                ));
+            };
+            if v.is_empty() {
+                return Err(Error::invalid("SHELL requires at least one argument"));
+            }
+            st.config.config.shell = Some(v.clone());
+            st.history(
+                nop("SHELL", &serde_json::to_string(v).unwrap_or_default()),
+                true,
+            );
+        }
+        "HEALTHCHECK" => {
+            st.config.config.healthcheck = Some(healthcheck(ins, &st.shell())?);
+            st.history(nop("HEALTHCHECK", &text(&st.vars())), true);
+        }
+        "ONBUILD" => {
+            let t = text(&BTreeMap::new());
+            st.config
+                .config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(t.clone());
+            st.history(nop("ONBUILD", &t), true);
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
 fn healthcheck(ins: &Instruction, shell: &[String]) -> Result<registry::Healthcheck> {
