@@ -121,6 +121,60 @@ pub enum Command {
     },
     /// Serve the Docker Engine API (for the unmodified docker CLI and SDKs).
     Daemon(DaemonArgs),
+    /// Build an image from a Dockerfile (Docker's classic builder).
+    Build(BuildArgs),
+    /// Create a new image from a container's changes.
+    Commit(CommitArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (name:tag); repeatable.
+    #[arg(short, long = "tag")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: PATH/Dockerfile).
+    #[arg(short, long)]
+    pub file: Option<String>,
+    /// KEY=VALUE build-time variables (KEY alone takes the value from the environment).
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// The stage to build.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// KEY=VALUE labels for the image.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// Always pull base images.
+    #[arg(long)]
+    pub pull: bool,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Network of the RUN containers.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// The build context directory.
+    pub path: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Author (e.g. "Jane <jane@example.com>").
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Dockerfile instructions to apply (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, USER,
+    /// VOLUME, WORKDIR); repeatable.
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+    /// Commit message.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Pause the container while committing.
+    #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pause: bool,
+    pub container: String,
+    /// REPOSITORY[:TAG] for the new image.
+    pub repository: Option<String>,
 }
 
 #[derive(Args, Debug)]

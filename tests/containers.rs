@@ -221,6 +221,59 @@ fn restart_policies_restart_give_up_and_stop() {
     assert!(p.all_ids().is_empty());
 }
 
+/// `pelagos build` with no daemon (the context used in place, a Dockerfile from outside
+/// it) and `pelagos commit`.
+#[test]
+fn build_and_commit_without_a_daemon() {
+    let Some(p) = Pelagos::new() else { return };
+    let ctx = p.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("msg"), "from the context\n").unwrap();
+    let df = p.dir.path().join("Dockerfile.outside");
+    std::fs::write(
+        &df,
+        "FROM busybox\nARG WHO\nCOPY msg /msg\nRUN echo \"built for $WHO\" >> /msg\nCMD [\"cat\", \"/msg\"]\n",
+    )
+    .unwrap();
+    let out = p.ok(&[
+        "build",
+        "-t",
+        "clibuilt:1",
+        "-f",
+        df.to_str().unwrap(),
+        "--build-arg",
+        "WHO=cli",
+        ctx.to_str().unwrap(),
+    ]);
+    assert!(out.contains("Successfully tagged clibuilt:1"), "{out}");
+    assert_eq!(
+        p.ok(&["run", "--rm", "clibuilt:1"]),
+        "from the context\nbuilt for cli\n"
+    );
+    p.detached(
+        &["--name", "tocommit"],
+        "echo changed > /msg; exec sleep 100",
+    );
+    assert!(poll_until(SECS_5, || p
+        .out(&["exec", "tocommit", "cat", "/msg"])
+        .stdout
+        == "changed\n"));
+    let id = p.ok(&["commit", "-c", "ENV C=1", "tocommit", "committed:cli"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(
+        p.ok(&[
+            "run",
+            "--rm",
+            "committed:cli",
+            "sh",
+            "-c",
+            "cat /msg; echo $C"
+        ]),
+        "changed\n1\n"
+    );
+    p.ok(&["rm", "-f", "tocommit"]);
+}
+
 #[test]
 fn duplicate_name_is_rejected() {
     let Some(p) = Pelagos::new() else { return };

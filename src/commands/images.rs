@@ -454,3 +454,117 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> CliResult<i32> {
     format::print_inspect(&out, a.format.as_deref())?;
     Ok(code)
 }
+
+/// `pelagos build`: the context directory is used where it is (no tar round trip).
+pub fn build(ctx: &Ctx, a: crate::cli::BuildArgs) -> CliResult<i32> {
+    // KEY=VALUE items; a bare KEY takes its value from the environment (build args, as
+    // docker does) or is empty (labels).
+    let kv = |items: &[String], from_env: bool| {
+        let mut m = std::collections::BTreeMap::new();
+        for i in items {
+            match i.split_once('=') {
+                Some((k, v)) => {
+                    m.insert(k.to_string(), v.to_string());
+                }
+                None if from_env => {
+                    if let Ok(v) = std::env::var(i) {
+                        m.insert(i.clone(), v);
+                    }
+                }
+                None => {
+                    m.insert(i.clone(), String::new());
+                }
+            }
+        }
+        m
+    };
+    let context = std::fs::canonicalize(&a.path)
+        .map_err(|e| CliError::Usage(format!("unable to prepare context: {}: {e}", a.path)))?;
+    let dockerfile_text = match &a.file {
+        Some(f) if f == "-" => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| CliError::Other(anyhow::anyhow!("reading the Dockerfile: {e}")))?;
+            Some(s)
+        }
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| CliError::Usage(format!("unable to read Dockerfile {f}: {e}")))?,
+        ),
+        None => None,
+    };
+    let tags = a
+        .tags
+        .iter()
+        .map(|t| registry::Reference::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = engine::build::BuildOptions {
+        context,
+        dockerfile: "Dockerfile".into(),
+        dockerfile_text,
+        tags,
+        build_args: kv(&a.build_args, true),
+        target: a.target.clone(),
+        labels: kv(&a.labels, false),
+        pull: a.pull,
+        quiet: a.quiet,
+        network_mode: a.network.clone().unwrap_or_default(),
+    };
+    let engine = ctx.engine()?;
+    let store = ctx.images()?;
+    let settings = ctx.registry_settings()?;
+    let rt = runtime()?;
+    let fetch = |reference: &str| -> engine::Result<()> {
+        let popts = registry::PullOptions {
+            platform: None,
+            settings: settings.clone(),
+        };
+        let mut quiet = |_: registry::PullEvent| {};
+        rt.block_on(store.pull(reference, &popts, &mut quiet))
+            .map(|_| ())
+            .map_err(Into::into)
+    };
+    let mut out = |s: &str| {
+        use std::io::Write;
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(s.as_bytes());
+        let _ = o.flush();
+    };
+    let rec = engine::build::build(&engine, &store, &opts, &fetch, &mut out)?;
+    if a.quiet {
+        println!("{}", rec.id);
+    } else {
+        println!("Successfully built {}", &rec.id.hex()[..12]);
+        for t in &rec.repo_tags {
+            println!("Successfully tagged {}", t.familiar());
+        }
+    }
+    for t in &rec.repo_tags {
+        ctx.journal().simple(
+            "image",
+            "tag",
+            &rec.id.to_string(),
+            &[("name", t.familiar())],
+        );
+    }
+    Ok(0)
+}
+
+/// `pelagos commit CONTAINER [REPOSITORY[:TAG]]`: prints the new image ID.
+pub fn commit(ctx: &Ctx, a: crate::cli::CommitArgs) -> CliResult<i32> {
+    let opts = engine::build::CommitOptions {
+        tag: a
+            .repository
+            .as_deref()
+            .map(registry::Reference::parse)
+            .transpose()?,
+        comment: a.message.unwrap_or_default(),
+        author: a.author.unwrap_or_default(),
+        changes: a.changes,
+        pause: a.pause,
+        config: None,
+    };
+    let rec = engine::build::commit(&ctx.engine()?, &ctx.images()?, &a.container, &opts)?;
+    println!("{}", rec.id);
+    Ok(0)
+}

@@ -116,6 +116,8 @@ pub fn dispatch(cli: Cli) -> CliResult<i32> {
         }
         Command::Port { container, port } => network::port(&ctx, &container, port.as_deref()),
         Command::Daemon(a) => daemon(&ctx, a),
+        Command::Build(a) => images::build(&ctx, a),
+        Command::Commit(a) => images::commit(&ctx, a),
     }
 }
 
