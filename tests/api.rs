@@ -965,6 +965,33 @@ fn status(d: &Daemon, name: &str) -> String {
         .to_string()
 }
 
+/// The shape of the devcontainer CLI's scripts/updateUID.Dockerfile (abridged).
+const UPDATE_UID_DOCKERFILE: &str = r#"# syntax=docker/dockerfile:1
+# check=skip=InvalidDefaultArgInFrom
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+
+USER root
+
+ARG REMOTE_USER
+ARG NEW_UID
+ARG NEW_GID
+SHELL ["/bin/sh", "-c"]
+RUN eval $(sed -n "s/${REMOTE_USER}:[^:]*:\([^:]*\):\([^:]*\):[^:]*:\([^:]*\).*/OLD_UID=\1;OLD_GID=\2;HOME_FOLDER=\3/p" /etc/passwd); \
+	eval $(sed -n "s/\([^:]*\):[^:]*:${NEW_UID}:.*/EXISTING_USER=\1/p" /etc/passwd); \
+	if [ -z "$OLD_UID" ]; then \
+		echo "Remote user not found in /etc/passwd ($REMOTE_USER)."; \
+	elif [ -n "$EXISTING_USER" ]; then \
+		echo "User with UID exists ($EXISTING_USER=$NEW_UID)."; \
+	else \
+		echo "Updating UID $OLD_UID to $NEW_UID in $HOME_FOLDER."; \
+		sed -i -e "s/\(${REMOTE_USER}:[^:]*:\)[^:]*:[^:]*/\1${NEW_UID}:${NEW_GID}/" /etc/passwd; \
+	fi;
+
+ARG IMAGE_USER
+USER $IMAGE_USER
+"#;
+
 /// `docker build` (the legacy builder path: no buildx) through the daemon: ARG before
 /// FROM, multi-stage with COPY --from, --chown, .dockerignore, a RUN that deletes a lower
 /// file (a whiteout in the layer), build args, labels, -q, --target, a Dockerfile from
@@ -1041,6 +1068,35 @@ CMD ["sh", "-c", "cat /copied /app/version /app/hello.txt; ls /opt/dir; test -e 
     );
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     assert_eq!(d.ok(&["run", "--rm", "fromstdin"]), "from stdin\n");
+
+    // The devcontainer CLI's updateUID.Dockerfile pattern (directives, ARG before
+    // FROM ${BASE_IMAGE}, SHELL, a tab-indented multi-line RUN using build args, USER $ARG).
+    let uid_dir = d.p.dir.path().join("uid");
+    std::fs::create_dir_all(&uid_dir).unwrap();
+    std::fs::write(uid_dir.join("updateUID.Dockerfile"), UPDATE_UID_DOCKERFILE).unwrap();
+    let o = d.ok(&[
+        "build",
+        "-f",
+        uid_dir.join("updateUID.Dockerfile").to_str().unwrap(),
+        "-t",
+        "vsc-uid",
+        "--build-arg",
+        "BASE_IMAGE=busybox",
+        "--build-arg",
+        "REMOTE_USER=nobody",
+        "--build-arg",
+        "NEW_UID=4242",
+        "--build-arg",
+        "NEW_GID=4343",
+        "--build-arg",
+        "IMAGE_USER=nobody",
+        uid_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        o.contains("Updating UID 65534 to 4242 in /nonexistent."),
+        "{o}"
+    );
+    assert_eq!(d.ok(&["run", "--rm", "vsc-uid", "id", "-u"]), "4242\n");
 
     // Failures: a RUN's exit code, a parse error; nothing left behind.
     let images_before = d.ok(&["images", "-aq"]);
