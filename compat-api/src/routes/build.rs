@@ -139,12 +139,11 @@ async fn build(
     };
 
     // The context: spooled, then unpacked under the data root; both go when we are done.
-    let id = engine::ids::new_id();
     let dir = d
         .roots
         .data
         .join("build")
-        .join(format!("ctx-{}", &id[..16]));
+        .join(engine::build::scratch_name("ctx"));
     let tar = dir.with_extension("tar");
     tokio::fs::create_dir_all(&dir)
         .await

@@ -92,11 +92,9 @@ struct WorkDir {
 
 impl WorkDir {
     fn new(engine: &Engine) -> Result<WorkDir> {
-        let dir = engine
-            .roots
-            .data
-            .join("build")
-            .join(&crate::ids::new_id()[..16]);
+        let parent = engine.roots.data.join("build");
+        sweep_dead(&parent);
+        let dir = parent.join(scratch_name("w"));
         std::fs::create_dir_all(&dir).map_err(|e| Error::path(&dir, e))?;
         Ok(WorkDir { dir })
     }
@@ -114,6 +112,61 @@ impl Drop for WorkDir {
     fn drop(&mut self) {
         let _ = crate::fsutil::remove_dir_all_if_exists(&self.dir);
     }
+}
+
+/// A name for build scratch space under `<data>/build`: `<prefix><pid>-<random>`, so
+/// what a killed build left behind can be told from a running build's.
+pub fn scratch_name(prefix: &str) -> String {
+    format!(
+        "{prefix}{}-{}",
+        std::process::id(),
+        &crate::ids::new_id()[..12]
+    )
+}
+
+/// Removes the scratch space of builds whose process is gone (a killed daemon or CLI):
+/// their overlay mounts first, then the directories.
+pub fn sweep_dead(parent: &Path) {
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let digits: String = name
+            .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let Ok(pid) = digits.parse::<i32>() else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks for the process.
+        let alive = pid > 0
+            && (unsafe { libc::kill(pid, 0) } == 0
+                || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+        if alive {
+            continue;
+        }
+        let dir = e.path();
+        for m in mounts_under(&dir) {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let _ = crate::fsutil::remove_dir_all_if_exists(&dir);
+        let _ = std::fs::remove_file(&dir);
+    }
+}
+
+/// Mount points at or below `dir`, deepest first.
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out
 }
 
 /// A writable overlay of some layers, mounted in the build's scratch space and
@@ -1133,6 +1186,20 @@ fn extract(src: &Path, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_removes_only_what_dead_builds_left() {
+        let d = tempfile::tempdir().unwrap();
+        let dead = d.path().join("w4194305-abc");
+        let live = d.path().join(scratch_name("w"));
+        let spool = d.path().join("ctx4194305-abc.tar");
+        std::fs::create_dir_all(dead.join("layer-1")).unwrap();
+        std::fs::create_dir_all(&live).unwrap();
+        std::fs::write(&spool, b"x").unwrap();
+        sweep_dead(d.path());
+        assert!(!dead.exists() && !spool.exists());
+        assert!(live.exists());
+    }
 
     #[test]
     fn workdir_paths() {
