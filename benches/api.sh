@@ -151,6 +151,15 @@ el = time.monotonic() - t0
 print("raw API: %d bytes (frames + chunking) in %.2f s: %.0f MB/s" % (n, el, n / el / 1e6))
 PY
   $DOCKER rm -f bench-logs >/dev/null
+  echo "== [$1] docker build (legacy builder): COPY + RUN + CMD, no cache ($((RUNS / 10 + 3)) runs)"
+  local ctx=$work/build-ctx
+  mkdir -p "$ctx"
+  head -c 1000000 /dev/urandom > "$ctx/blob"
+  printf 'FROM busybox\nCOPY blob /blob\nRUN md5sum /blob > /sum\nCMD ["cat", "/sum"]\n' > "$ctx/Dockerfile"
+  hyperfine -N -w 1 -r $((RUNS / 10 + 3)) --export-json "$work/build.json" \
+    "$DOCKER build -q -t bench-build $ctx" >/dev/null 2>&1
+  echo "median $(median "$work/build.json") ms"
+  $DOCKER rmi -f bench-build >/dev/null 2>&1 || true
 }
 
 bench_host pelagos
