@@ -1069,6 +1069,31 @@ CMD ["sh", "-c", "cat /copied /app/version /app/hello.txt; ls /opt/dir; test -e 
     assert_eq!(o.code, 0, "{} {}", o.stdout, o.stderr);
     assert_eq!(d.ok(&["run", "--rm", "fromstdin"]), "from stdin\n");
 
+    // Word rules: global ARGs built from earlier ones, a value with spaces stays one
+    // value, quotes with an apostrophe, a symlink source keeps its own name.
+    let ctx2 = d.p.dir.path().join("ctx2");
+    std::fs::create_dir_all(&ctx2).unwrap();
+    std::fs::write(ctx2.join("real.txt"), "r\n").unwrap();
+    std::os::unix::fs::symlink("real.txt", ctx2.join("link")).unwrap();
+    std::fs::write(
+        ctx2.join("Dockerfile"),
+        "ARG V=1.2\nARG TAG=v${V}\nFROM busybox\nARG TAG\nARG O=\"--a=1 --b\"\nENV OPTS=$O\nLABEL desc=\"Bob's image\" ver=$TAG\nCOPY link /dst/\nCMD [\"sh\", \"-c\", \"echo \\\"$OPTS\\\"; ls /dst; cat /dst/link\"]\n",
+    )
+    .unwrap();
+    d.ok(&["build", "-t", "words", ctx2.to_str().unwrap()]);
+    assert_eq!(d.ok(&["run", "--rm", "words"]), "--a=1 --b\nlink\nr\n");
+    assert_eq!(
+        d.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            r#"{{index .Config.Labels "desc"}}|{{index .Config.Labels "ver"}}"#,
+            "words"
+        ])
+        .trim(),
+        "Bob's image|v1.2"
+    );
+
     // The devcontainer CLI's updateUID.Dockerfile pattern (directives, ARG before
     // FROM ${BASE_IMAGE}, SHELL, a tab-indented multi-line RUN using build args, USER $ARG).
     let uid_dir = d.p.dir.path().join("uid");

@@ -46,3 +46,38 @@ impl std::io::Write for ChannelWriter {
         Ok(())
     }
 }
+
+/// One JSON object and a newline: a line of Docker's JSON progress streams.
+pub fn json_line(v: &serde_json::Value) -> Vec<u8> {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    b
+}
+
+/// Writes a request body (chunked or not) to `path` as it arrives.
+pub async fn spool_body(
+    req: axum::extract::Request,
+    path: &std::path::Path,
+) -> crate::error::ApiResult<()> {
+    use crate::error::ApiError;
+    use futures_core::Stream;
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+    let mut body = req.into_body().into_data_stream();
+    loop {
+        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await;
+        match next {
+            None => break,
+            Some(Ok(chunk)) => f
+                .write_all(&chunk)
+                .await
+                .map_err(|e| ApiError::internal(format!("spool: {e}")))?,
+            Some(Err(e)) => return Err(ApiError::bad_request(format!("reading body: {e}"))),
+        }
+    }
+    f.flush()
+        .await
+        .map_err(|e| ApiError::internal(format!("spool: {e}")))
+}

@@ -308,8 +308,9 @@ impl Engine {
         let started = write_atomic(&p.spec(), &spec_bytes)
             .and_then(|()| runtime::spawn::start(&req, attach.map(|a| a.0)));
         match &started {
-            Ok(_) => self.containers.journal().container("start", &c.record, &[]),
-            // The monitor reports its own failures (`die`); this covers not reaching it.
+            // The monitor publishes `start` (before the process can exit and it publishes
+            // `die`) and its own failures; this covers not reaching it.
+            Ok(_) => {}
             Err(Error::StartFailed { .. }) => {}
             Err(_) => {
                 crate::netglue::teardown(&self.roots, &self.net, &id);

@@ -33,6 +33,22 @@ pub struct UnpackStats {
     pub entries: u64,
 }
 
+/// Unpacks a tar that may be gzip'd (a build context, an ADD archive) like
+/// [`unpack_layer`].
+pub fn unpack_tar_or_gzip<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
+    use std::io::BufRead;
+    let mut r = io::BufReader::new(reader);
+    let gz = r
+        .fill_buf()
+        .map_err(|e| Error::io("reading an archive", e))?
+        .starts_with(&[0x1f, 0x8b]);
+    if gz {
+        unpack_layer(flate2::read::MultiGzDecoder::new(r), root)
+    } else {
+        unpack_layer(r, root)
+    }
+}
+
 /// Unpacks the (uncompressed) layer tar `reader` into the existing directory `root`.
 pub fn unpack_layer<R: Read>(reader: R, root: &Path) -> Result<UnpackStats> {
     let root_fd = fsys::open_dir(root).map_err(|e| Error::path(root, e))?;

@@ -527,8 +527,7 @@ pub fn build(ctx: &Ctx, a: crate::cli::BuildArgs) -> CliResult<i32> {
     let mut out = |s: &str| {
         use std::io::Write;
         let mut o = std::io::stdout().lock();
-        let _ = o.write_all(s.as_bytes());
-        let _ = o.flush();
+        o.write_all(s.as_bytes()).and_then(|()| o.flush()).is_ok()
     };
     let rec = engine::build::build(&engine, &store, &opts, &fetch, &mut out)?;
     if a.quiet {

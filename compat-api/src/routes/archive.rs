@@ -19,7 +19,6 @@ use engine::runtime::mounts::secure_join;
 use engine::store::Container;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
-use tokio::io::AsyncWriteExt;
 
 /// The filesystem roots a path is looked up in, topmost first.
 fn roots(d: &AppState, c: &Container) -> Vec<PathBuf> {
@@ -205,25 +204,7 @@ pub async fn put(
     let _ = tokio::fs::create_dir_all(&spool_dir).await;
     let tmp = spool_dir.join(format!("cp-{}.tar", engine::ids::new_id()));
     let result = async {
-        let mut f = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
-        let mut body = req.into_body().into_data_stream();
-        use futures_core::Stream;
-        loop {
-            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await;
-            match next {
-                None => break,
-                Some(Ok(chunk)) => f
-                    .write_all(&chunk)
-                    .await
-                    .map_err(|e| ApiError::internal(format!("spool: {e}")))?,
-                Some(Err(e)) => return Err(ApiError::bad_request(format!("reading body: {e}"))),
-            }
-        }
-        f.flush()
-            .await
-            .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
+        crate::stream::spool_body(req, &tmp).await?;
         let t = tmp.clone();
         blocking(move || -> Result<(), ApiError> {
             let file = std::fs::File::open(&t).map_err(|e| ApiError::internal(e.to_string()))?;

@@ -13,7 +13,6 @@ use axum::http::{HeaderValue, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 pub fn routes() -> Router<AppState> {
@@ -77,9 +76,7 @@ async fn commit(
 }
 
 fn line(v: Value) -> Vec<u8> {
-    let mut b = serde_json::to_vec(&v).unwrap_or_default();
-    b.push(b'\n');
-    b
+    crate::stream::json_line(&v)
 }
 
 /// A JSON map parameter (`buildargs`, `labels`); null values (an ARG named without a
@@ -149,9 +146,11 @@ async fn build(
         .await
         .map_err(|e| ApiError::internal(format!("build context: {e}")))?;
     let cleanup = Cleanup(vec![dir.clone(), tar.clone()]);
-    spool(req, &tar).await?;
+    crate::stream::spool_body(req, &tar).await?;
     opts.context = dir.join("context");
-    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    // Bounded: a client reading slowly slows the build down instead of queueing its
+    // output in the daemon; a client gone cancels it.
+    let (tx, mut rx) = mpsc::channel::<Msg>(256);
     let d2 = d.clone();
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
@@ -168,12 +167,10 @@ async fn build(
                     .map(|_| ())
                     .map_err(Into::into)
             };
-            let mut out = |s: &str| {
-                let _ = tx.send(Msg::Text(s.to_string()));
-            };
+            let mut out = |s: &str| tx.blocking_send(Msg::Text(s.to_string())).is_ok();
             engine::build::build(&d2.engine, &d2.images, &opts, &fetch, &mut out)
         });
-        let _ = tx.send(Msg::Done(result));
+        let _ = tx.blocking_send(Msg::Done(result));
     });
 
     // Nothing written yet: an early failure is a plain HTTP error, as with dockerd.
@@ -249,28 +246,6 @@ fn finished(d: &AppState, rec: &registry::ImageRecord, quiet: bool) -> Vec<u8> {
     out
 }
 
-async fn spool(req: Request, path: &std::path::Path) -> ApiResult<()> {
-    use futures_core::Stream;
-    let mut f = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
-    let mut body = req.into_body().into_data_stream();
-    loop {
-        let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await;
-        match next {
-            None => break,
-            Some(Ok(chunk)) => f
-                .write_all(&chunk)
-                .await
-                .map_err(|e| ApiError::internal(format!("spool: {e}")))?,
-            Some(Err(e)) => return Err(ApiError::bad_request(format!("reading body: {e}"))),
-        }
-    }
-    f.flush()
-        .await
-        .map_err(|e| ApiError::internal(format!("spool: {e}")))
-}
-
 /// Unpacks the context tar (plain or gzip'd) with the registry's confined unpacker: no
 /// entry lands outside the context directory. A body that is no archive is the
 /// Dockerfile itself (`docker build - < Dockerfile`), with an empty context.
@@ -288,12 +263,7 @@ fn unpack_context(tar: &std::path::Path, dir: &std::path::Path) -> engine::Resul
             .map(|_| ())
             .map_err(|e| engine::Error::path(&target, e));
     }
-    let reader: Box<dyn std::io::Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(r))
-    } else {
-        Box::new(r)
-    };
-    registry::unpack::unpack_layer(TarEnd::new(reader), dir)
+    registry::unpack::unpack_tar_or_gzip(TarEnd::new(r), dir)
         .map(|_| ())
         .map_err(|e| engine::Error::invalid(format!("the build context is not a valid tar: {e}")))
 }

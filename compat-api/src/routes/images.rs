@@ -14,7 +14,6 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use registry::{ImageRecord, Removed};
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 pub fn routes() -> Router<AppState> {
@@ -333,9 +332,7 @@ async fn remove(d: AppState, name: String, q: Params) -> ApiResult<Response<Body
 }
 
 fn line(v: Value) -> Vec<u8> {
-    let mut b = serde_json::to_vec(&v).unwrap_or_default();
-    b.push(b'\n');
-    b
+    crate::stream::json_line(&v)
 }
 
 fn short(digest: &str) -> String {
@@ -496,32 +493,7 @@ async fn load(State(d): State<AppState>, q: Params, req: Request) -> ApiResult<R
         .root()
         .join("tmp")
         .join(format!("api-load-{}.tar", engine::ids::new_id()));
-    let mut f = tokio::fs::File::create(&tmp)
-        .await
-        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
-    let mut body = req.into_body().into_data_stream();
-    use futures_core::Stream;
-    let mut written = 0u64;
-    let spool = async {
-        loop {
-            let next = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_next(cx)).await;
-            match next {
-                None => break,
-                Some(Ok(chunk)) => {
-                    written += chunk.len() as u64;
-                    f.write_all(&chunk)
-                        .await
-                        .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
-                }
-                Some(Err(e)) => return Err(ApiError::bad_request(format!("reading body: {e}"))),
-            }
-        }
-        f.flush()
-            .await
-            .map_err(|e| ApiError::internal(format!("spool: {e}")))?;
-        Ok::<_, ApiError>(())
-    };
-    let r = spool.await;
+    let r = crate::stream::spool_body(req, &tmp).await;
     let path = tmp.clone();
     let d2 = d.clone();
     let result = match r {
@@ -537,7 +509,6 @@ async fn load(State(d): State<AppState>, q: Params, req: Request) -> ApiResult<R
     };
     let _ = tokio::fs::remove_file(&tmp).await;
     let loaded = result?;
-    let _ = written;
     let mut out = Vec::new();
     for img in &loaded {
         if img.tags.is_empty() {

@@ -28,8 +28,10 @@ impl Ignore {
         Ignore { rules }
     }
 
-    pub fn load(context: &Path) -> Ignore {
-        Ignore::parse(&std::fs::read_to_string(context.join(".dockerignore")).unwrap_or_default())
+    pub fn load(context: &Path) -> Result<Ignore> {
+        Ok(Ignore::parse(
+            &read_small_file(context, ".dockerignore", 1 << 20)?.unwrap_or_default(),
+        ))
     }
 
     /// Whether the context-relative path `rel` is excluded.
@@ -56,6 +58,34 @@ impl Ignore {
         }
         out
     }
+}
+
+/// Reads a small regular file of `root` (a Dockerfile, `.dockerignore`, an image's
+/// `/etc/passwd`) with every symlink resolved inside `root`; a device, FIFO, socket or
+/// file above `limit` bytes is refused rather than read. None when there is no such file.
+pub fn read_small_file(root: &Path, rel: &str, limit: u64) -> Result<Option<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let p = secure_join(root, Path::new(rel))?;
+    let md = match std::fs::symlink_metadata(&p) {
+        Ok(m) => m,
+        Err(_) => return Ok(None),
+    };
+    if !md.is_file() || md.len() > limit {
+        return Err(Error::invalid(format!(
+            "{rel}: not a regular file of at most {limit} bytes"
+        )));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&p)
+        .map_err(|e| Error::path(&p, e))?;
+    let mut s = String::new();
+    f.take(limit)
+        .read_to_string(&mut s)
+        .map_err(|e| Error::path(&p, e))?;
+    Ok(Some(s))
 }
 
 /// A context-relative path without `./`, leading or trailing `/`, or `.` components.
@@ -315,6 +345,23 @@ pub fn make_dirs(root: &Path, dst: &str, attrs: Attrs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_files_are_read_inside_the_root_only() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::write(root.join("Dockerfile"), "FROM x\n").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", root.join("escape")).unwrap();
+        nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(
+            read_small_file(root, "Dockerfile", 100).unwrap().as_deref(),
+            Some("FROM x\n")
+        );
+        // The absolute link resolves inside the root, where there is no such file.
+        assert_eq!(read_small_file(root, "escape", 100).unwrap(), None);
+        assert!(read_small_file(root, "fifo", 100).is_err());
+        assert!(read_small_file(root, "Dockerfile", 3).is_err());
+    }
 
     #[test]
     fn globs() {

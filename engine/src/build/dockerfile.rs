@@ -277,39 +277,57 @@ fn braced(inner: &str, vars: &BTreeMap<String, String>) -> String {
     vars.get(inner).cloned().unwrap_or_default()
 }
 
-/// Splits on unquoted whitespace, removing quotes and backslash escapes, as Docker does
-/// for ENV, LABEL, ARG, EXPOSE, VOLUME, COPY and the like.
-pub fn words(s: &str) -> Vec<String> {
+/// Docker's word processing (as moby's shell lexer does it): splits on unquoted
+/// whitespace, removes quotes, and with `vars` expands variables while it goes (never
+/// inside single quotes), so an expanded value is never split or re-quoted. Outside
+/// quotes a backslash escapes the next character; inside double quotes only `"`, `$` and
+/// `\` are escaped and other backslashes stay.
+pub fn lex(s: &str, vars: Option<&BTreeMap<String, String>>) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut have = false;
     let mut quote: Option<char> = None;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
         match (quote, c) {
             (None, c) if c.is_whitespace() => {
                 if have {
                     out.push(std::mem::take(&mut cur));
                     have = false;
                 }
+                i += 1;
+                continue;
             }
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                have = true;
-            }
+            (None, '"' | '\'') => quote = Some(c),
             (Some(q), c) if c == q => quote = None,
             (Some('\''), c) => cur.push(c),
-            (_, '\\') => {
-                if let Some(n) = chars.next() {
+            (None, '\\') => {
+                if let Some(n) = next {
                     cur.push(n);
+                    i += 1;
                 }
-                have = true;
             }
-            (_, c) => {
-                cur.push(c);
+            (Some(_), '\\') => match next {
+                Some(n @ ('"' | '$' | '\\')) => {
+                    cur.push(n);
+                    i += 1;
+                }
+                _ => cur.push('\\'),
+            },
+            (_, '$') if vars.is_some() => {
+                let (value, used) = variable(&chars[i..], vars.unwrap_or(&BTreeMap::new()));
+                cur.push_str(&value);
+                i += used;
                 have = true;
+                continue;
             }
+            (_, c) => cur.push(c),
         }
+        have = true;
+        i += 1;
     }
     if have {
         out.push(cur);
@@ -317,10 +335,52 @@ pub fn words(s: &str) -> Vec<String> {
     out
 }
 
+/// The value of the `$NAME` or `${...}` at the start of `chars`, and how many characters
+/// it took; a `$` that starts no variable stays a `$`.
+fn variable(chars: &[char], vars: &BTreeMap<String, String>) -> (String, usize) {
+    match chars.get(1) {
+        Some('{') => {
+            let mut depth = 0usize;
+            for (j, c) in chars.iter().enumerate().skip(1) {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            let inner: String = chars[2..j].iter().collect();
+                            return (braced(&inner, vars), j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            ("$".into(), 1)
+        }
+        Some(c) if *c == '_' || c.is_ascii_alphabetic() => {
+            let end = chars[1..]
+                .iter()
+                .position(|c| !(*c == '_' || c.is_ascii_alphanumeric()))
+                .map_or(chars.len(), |p| p + 1);
+            let name: String = chars[1..end].iter().collect();
+            (vars.get(&name).cloned().unwrap_or_default(), end)
+        }
+        _ => ("$".into(), 1),
+    }
+}
+
+/// Words without expansion.
+pub fn words(s: &str) -> Vec<String> {
+    lex(s, None)
+}
+
 /// `KEY=VALUE ...` pairs (ENV, LABEL); the legacy `KEY VALUE` form when the first word has
 /// no `=` (ENV and LABEL only: the rest of the line is the value).
-pub fn pairs(s: &str, keyword: &str) -> Result<Vec<(String, String)>> {
-    let ws = words(s);
+pub fn pairs(
+    s: &str,
+    vars: &BTreeMap<String, String>,
+    keyword: &str,
+) -> Result<Vec<(String, String)>> {
+    let ws = lex(s, Some(vars));
     match ws.first() {
         None => Err(Error::invalid(format!(
             "{keyword} requires at least one argument"
@@ -433,7 +493,7 @@ mod tests {
         assert_eq!(words(r#"a "b c" 'd e' f\ g"#), ["a", "b c", "d e", "f g"]);
         assert_eq!(words(r#"K="" L=x"#), ["K=", "L=x"]);
         assert_eq!(
-            pairs(r#"A=1 B="two words" C=a\ b"#, "ENV").unwrap(),
+            pairs(r#"A=1 B="two words" C=a\ b"#, &BTreeMap::new(), "ENV").unwrap(),
             [
                 ("A".to_string(), "1".to_string()),
                 ("B".into(), "two words".into()),
@@ -441,10 +501,30 @@ mod tests {
             ]
         );
         assert_eq!(
-            pairs("PATH /usr/bin /bin", "ENV").unwrap(),
+            pairs("PATH /usr/bin /bin", &BTreeMap::new(), "ENV").unwrap(),
             [("PATH".to_string(), "/usr/bin /bin".to_string())]
         );
-        assert!(pairs("A=1 B", "ENV").is_err());
-        assert!(pairs("", "LABEL").is_err());
+        assert!(pairs("A=1 B", &BTreeMap::new(), "ENV").is_err());
+        assert!(pairs("", &BTreeMap::new(), "LABEL").is_err());
+        // Expansion happens per word: a value with spaces or quotes stays one value.
+        let v = vars(&[("O", "--a=1 --b"), ("VERSION", "2")]);
+        assert_eq!(
+            pairs("NODE_OPTIONS=$O", &v, "ENV").unwrap(),
+            [("NODE_OPTIONS".to_string(), "--a=1 --b".to_string())]
+        );
+        assert_eq!(
+            pairs(
+                r#"desc="Bob's image" version=$VERSION p="C:\dir""#,
+                &v,
+                "LABEL"
+            )
+            .unwrap(),
+            [
+                ("desc".to_string(), "Bob's image".to_string()),
+                ("version".into(), "2".into()),
+                ("p".into(), "C:\\dir".into())
+            ]
+        );
+        assert_eq!(lex("${MISSING:-${VERSION}}x '$O'", Some(&v)), ["2x", "$O"]);
     }
 }

@@ -49,6 +49,10 @@ fn walk<W: Write>(b: &mut tar::Builder<W>, dir: &Path, rel: &str) -> Result<()> 
             // The runtime's placeholders; an image's own /dev content is never written here.
             continue;
         }
+        if md.file_type().is_socket() {
+            // A socket left by a RUN (an agent's) is not content; Docker's tar skips it too.
+            continue;
+        }
         if is_whiteout(&md) {
             let wh = if rel.is_empty() {
                 format!(".wh.{n}")

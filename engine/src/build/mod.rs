@@ -43,13 +43,14 @@ pub struct BuildOptions {
 /// Fetches an image that is not in the store (the caller's pull, with its credentials).
 pub type Fetch<'a> = dyn Fn(&str) -> Result<()> + 'a;
 
-/// Runs the build; `out` receives the classic builder's output text. Returns the image.
+/// Runs the build; `out` receives the classic builder's output text and answers false
+/// once nobody reads it any more, which cancels the build. Returns the image.
 pub fn build(
     engine: &Engine,
     images: &ImageStore,
     opts: &BuildOptions,
     fetch: &Fetch<'_>,
-    out: &mut dyn FnMut(&str),
+    out: &mut dyn FnMut(&str) -> bool,
 ) -> Result<ImageRecord> {
     let name = if opts.dockerfile.is_empty() {
         "Dockerfile"
@@ -58,12 +59,8 @@ pub fn build(
     };
     let text = match &opts.dockerfile_text {
         Some(t) => t.clone(),
-        None => {
-            let df_path = crate::runtime::mounts::secure_join(&opts.context, Path::new(name))?;
-            std::fs::read_to_string(&df_path).map_err(|_| {
-                Error::invalid(format!("Cannot locate specified Dockerfile: {name}"))
-            })?
-        }
+        None => context::read_small_file(&opts.context, name, 16 << 20)?
+            .ok_or_else(|| Error::invalid(format!("Cannot locate specified Dockerfile: {name}")))?,
     };
     let df = dockerfile::parse(&text)?;
     let work = WorkDir::new(engine)?;
@@ -74,10 +71,11 @@ pub fn build(
         fetch,
         out,
         work: &work,
-        ignore: Ignore::load(&opts.context),
+        ignore: Ignore::load(&opts.context)?,
         stages: Vec::new(),
         step: 0,
         steps: df.step_count(),
+        cancelled: false,
         used_args: Default::default(),
     };
     let state = b.run(&df)?;
@@ -276,7 +274,9 @@ struct Builder<'a> {
     images: &'a ImageStore,
     opts: &'a BuildOptions,
     fetch: &'a Fetch<'a>,
-    out: &'a mut dyn FnMut(&str),
+    out: &'a mut dyn FnMut(&str) -> bool,
+    /// The reader of the output went away: stop at the next occasion.
+    cancelled: bool,
     work: &'a WorkDir,
     ignore: Ignore,
     /// Finished stages: name (if any) and where each ended.
@@ -288,9 +288,19 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn say(&mut self, s: &str) {
-        if !self.opts.quiet {
-            (self.out)(s);
+        if !self.opts.quiet && !(self.out)(s) {
+            self.cancelled = true;
         }
+    }
+
+    fn check_cancelled(&self) -> Result<()> {
+        if self.cancelled {
+            return Err(Error::BuildFailed {
+                message: "the build was cancelled: its client went away".into(),
+                code: 1,
+            });
+        }
+        Ok(())
     }
 
     fn announce(&mut self, ins: &Instruction) {
@@ -304,7 +314,8 @@ impl Builder<'_> {
         let mut global = BTreeMap::new();
         for ins in &df.global_args {
             self.announce(ins);
-            for (k, v) in self.declare_args(ins, &BTreeMap::new())? {
+            // Each may use the ones before it (`ARG V=3` then `ARG BASE=img:${V}`).
+            for (k, v) in self.declare_args(ins, &global.clone())? {
                 global.insert(k, v);
             }
         }
@@ -322,6 +333,7 @@ impl Builder<'_> {
             let mut st = self.from(&stage.from, &global)?;
             for ins in &stage.instructions {
                 self.announce(ins);
+                self.check_cancelled()?;
                 self.dispatch(&mut st, ins, &global)?;
             }
             self.stages.push((stage.name.clone(), st.clone()));
@@ -357,7 +369,7 @@ impl Builder<'_> {
             return Err(Error::invalid("ARG requires at least one argument"));
         };
         let mut out = Vec::new();
-        for w in dockerfile::words(&dockerfile::expand(t, vars)) {
+        for w in dockerfile::lex(t, Some(vars)) {
             let (k, default) = match w.split_once('=') {
                 Some((k, v)) => (k.to_string(), Some(v.to_string())),
                 None => (w.clone(), None),
@@ -381,7 +393,7 @@ impl Builder<'_> {
 
     fn from(&mut self, ins: &Instruction, global: &BTreeMap<String, String>) -> Result<State> {
         let words = match &ins.args {
-            Args::Text(t) => dockerfile::words(&dockerfile::expand(t, global)),
+            Args::Text(t) => dockerfile::lex(t, Some(global)),
             Args::Json(v) => v.clone(),
         };
         let base = words.first().cloned().unwrap_or_default();
@@ -429,6 +441,8 @@ impl Builder<'_> {
         };
         let base_cfg = self.images.config(&rec)?;
         config.config = base_cfg.config;
+        // The base's ONBUILD triggers run right after FROM (below) and are not inherited.
+        let triggers = config.config.on_build.take().unwrap_or_default();
         config.history = base_cfg.history;
         config.architecture = base_cfg.architecture;
         config.os = base_cfg.os;
@@ -436,7 +450,7 @@ impl Builder<'_> {
         let dirs = self.images.layer_dirs(&rec)?;
         let short = format!(" ---> {}\n", &rec.id.hex()[..12]);
         self.say(&short);
-        Ok(State {
+        let mut st = State {
             parent: Some(rec),
             base_dirs: dirs,
             new_layers: Vec::new(),
@@ -444,7 +458,25 @@ impl Builder<'_> {
             reference: base,
             cmd_set: false,
             args: BTreeMap::new(),
-        })
+        };
+        if !triggers.is_empty() {
+            let n = triggers.len();
+            self.say(&format!(
+                "# Executing {n} build trigger{}\n",
+                if n == 1 { "" } else { "s" }
+            ));
+            let df = dockerfile::parse(&format!("FROM scratch\n{}", triggers.join("\n")))?;
+            for ins in df.stages.iter().flat_map(|s| &s.instructions) {
+                if matches!(ins.keyword.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                    return Err(Error::invalid(format!(
+                        "{} isn't allowed as an ONBUILD trigger",
+                        ins.keyword
+                    )));
+                }
+                self.dispatch(&mut st, ins, global)?;
+            }
+        }
+        Ok(st)
     }
 
     fn dispatch(
@@ -577,9 +609,15 @@ impl Builder<'_> {
             match read_frame(&mut s).map_err(|e| Error::io("RUN output", e))? {
                 Some((FrameKind::Stdout | FrameKind::Stderr, p)) => {
                     let text = String::from_utf8_lossy(&p).into_owned();
+                    let was = self.cancelled;
                     self.say(&text);
+                    if self.cancelled && !was {
+                        // Nobody is reading: end the step now (its exit ends the loop).
+                        let _ = self.engine.kill(id, Some("SIGKILL"));
+                    }
                 }
                 Some((FrameKind::Exit, p)) if p.len() == 4 => {
+                    self.check_cancelled()?;
                     return Ok(i32::from_be_bytes([p[0], p[1], p[2], p[3]]));
                 }
                 Some(_) => {}
@@ -600,8 +638,8 @@ impl Builder<'_> {
         }
         let vars = st.vars();
         let mut parts = match &ins.args {
-            Args::Json(v) => v.clone(),
-            Args::Text(t) => dockerfile::words(&dockerfile::expand(t, &vars)),
+            Args::Json(v) => v.iter().map(|w| dockerfile::expand(w, &vars)).collect(),
+            Args::Text(t) => dockerfile::lex(t, Some(&vars)),
         };
         if parts.len() < 2 {
             return Err(Error::invalid(format!(
@@ -658,7 +696,7 @@ impl Builder<'_> {
                             code: 1,
                         });
                     }
-                    srcs.push((path, String::new()));
+                    srcs.push((path, p.trim_start_matches('/').to_string()));
                 }
                 None => srcs.extend(context::sources(&self.opts.context, p, &self.ignore)?),
             }
@@ -677,7 +715,14 @@ impl Builder<'_> {
         }
         for (src, rel) in &srcs {
             let md = std::fs::symlink_metadata(src).map_err(|e| Error::path(src, e))?;
-            let base = src
+            // Named as the Dockerfile names it: a symlink source is followed for its
+            // content but keeps its own name.
+            let named = if rel.is_empty() {
+                src.as_path()
+            } else {
+                Path::new(rel.as_str())
+            };
+            let base = named
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
@@ -722,7 +767,8 @@ impl Builder<'_> {
         let mut a = Attrs::default();
         if let Some(c) = ins.flags.get("chown") {
             let c = dockerfile::expand(c, vars);
-            let read = |f: &str| std::fs::read_to_string(root.join(f)).ok();
+            // The image's files, resolved inside its root (never the host's).
+            let read = |f: &str| context::read_small_file(root, f, 16 << 20).ok().flatten();
             let r = crate::runtime::user::resolve(
                 &c,
                 &[],
@@ -943,17 +989,22 @@ fn apply_config(st: &mut State, ins: &Instruction) -> Result<bool> {
         Args::Text(t) => dockerfile::expand(t, vars),
         Args::Json(v) => serde_json::to_string(v).unwrap_or_default(),
     };
+    let raw = match &ins.args {
+        Args::Text(t) => t.clone(),
+        Args::Json(v) => serde_json::to_string(v).unwrap_or_default(),
+    };
+    let one_word = |vars: &BTreeMap<String, String>| dockerfile::lex(&raw, Some(vars)).join(" ");
     let nop = |kw: &str, rest: &str| format!("/bin/sh -c #(nop) {kw} {rest}");
     match ins.keyword.as_str() {
         "ENV" => {
-            for (k, v) in dockerfile::pairs(&text(&st.vars()), "ENV")? {
+            for (k, v) in dockerfile::pairs(&raw, &st.vars(), "ENV")? {
                 st.set_env(&k, &v);
             }
-            let rest = st.config.config.env.last().cloned().unwrap_or_default();
+            let rest = text(&st.vars());
             st.history(nop("ENV", &rest), true);
         }
         "LABEL" => {
-            for (k, v) in dockerfile::pairs(&text(&st.vars()), "LABEL")? {
+            for (k, v) in dockerfile::pairs(&raw, &st.vars(), "LABEL")? {
                 st.config.config.labels.insert(k, v);
             }
             st.history(nop("LABEL", &text(&st.vars())), true);
@@ -963,7 +1014,7 @@ fn apply_config(st: &mut State, ins: &Instruction) -> Result<bool> {
             st.history(nop("MAINTAINER", &text(&st.vars())), true);
         }
         "WORKDIR" => {
-            let w = one_word(&text(&st.vars()));
+            let w = one_word(&st.vars());
             let cur = st.config.config.working_dir.clone().unwrap_or_default();
             let path = if w.starts_with('/') || cur.is_empty() {
                 clean_abs(&w)
@@ -974,18 +1025,18 @@ fn apply_config(st: &mut State, ins: &Instruction) -> Result<bool> {
             st.history(nop("WORKDIR", &path), true);
         }
         "USER" => {
-            let u = one_word(&text(&st.vars()));
+            let u = one_word(&st.vars());
             st.config.config.user = Some(u.clone());
             st.history(nop("USER", &u), true);
         }
         "STOPSIGNAL" => {
-            let s = one_word(&text(&st.vars()));
+            let s = one_word(&st.vars());
             crate::lifecycle::parse_signal(&s)?;
             st.config.config.stop_signal = Some(s.clone());
             st.history(nop("STOPSIGNAL", &s), true);
         }
         "EXPOSE" => {
-            for p in dockerfile::words(&text(&st.vars())) {
+            for p in dockerfile::lex(&raw, Some(&st.vars())) {
                 let key = if p.contains('/') {
                     p.to_ascii_lowercase()
                 } else {
@@ -1005,7 +1056,7 @@ fn apply_config(st: &mut State, ins: &Instruction) -> Result<bool> {
         "VOLUME" => {
             let vols = match &ins.args {
                 Args::Json(v) => v.clone(),
-                Args::Text(t) => dockerfile::words(&dockerfile::expand(t, &st.vars())),
+                Args::Text(t) => dockerfile::lex(t, Some(&st.vars())),
             };
             for v in vols {
                 if v.trim().is_empty() {
@@ -1058,7 +1109,8 @@ fn apply_config(st: &mut State, ins: &Instruction) -> Result<bool> {
             st.history(nop("HEALTHCHECK", &text(&st.vars())), true);
         }
         "ONBUILD" => {
-            let t = text(&BTreeMap::new());
+            // Stored as written: its variables belong to the build that triggers it.
+            let t = raw.clone();
             st.config
                 .config
                 .on_build
@@ -1123,10 +1175,6 @@ fn healthcheck(ins: &Instruction, shell: &[String]) -> Result<registry::Healthch
     Ok(h)
 }
 
-fn one_word(s: &str) -> String {
-    dockerfile::words(s).join(" ")
-}
-
 fn clean_abs(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in p.split('/') {
@@ -1167,19 +1215,7 @@ fn is_archive(p: &Path) -> bool {
 /// Unpacks an ADD archive into `dir` with the confined layer unpacker.
 fn extract(src: &Path, dir: &Path) -> Result<()> {
     let f = std::fs::File::open(src).map_err(|e| Error::path(src, e))?;
-    let mut r = std::io::BufReader::new(f);
-    let gz = {
-        use std::io::BufRead;
-        r.fill_buf()
-            .map(|b| b.starts_with(&[0x1f, 0x8b]))
-            .unwrap_or(false)
-    };
-    let reader: Box<dyn std::io::Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(r))
-    } else {
-        Box::new(r)
-    };
-    registry::unpack::unpack_layer(reader, dir)?;
+    registry::unpack::unpack_tar_or_gzip(f, dir)?;
     Ok(())
 }
 

@@ -64,6 +64,8 @@ fn run(start: OwnedFd) -> Result<()> {
         Ok(launched) => {
             // A start (not a policy restart) counts restarts from zero, as Docker's does.
             record_running(&paths, &launched, Some(0))?;
+            // Here, not in the starter: a quick process's `die` (ours too) must follow it.
+            publish(&req, "start", &[]);
             sync::send(
                 start.as_fd(),
                 &SyncMsg::Started {
