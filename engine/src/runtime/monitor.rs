@@ -150,7 +150,7 @@ fn supervise_with_restarts(
         let (code, mut clients) = supervise(req, paths, launched, first_client.take())?;
         let Ok(c) = crate::store::ContainerStore::open(&req.roots).and_then(|s| s.load(&req.id))
         else {
-            finish(req, paths, &cgroup, code, &mut clients);
+            finish_run(req, paths, &cgroup, code, &mut clients, RunEnd::Exited);
             return Ok(());
         };
         let restarts = c.state.restart_count;
@@ -158,12 +158,12 @@ fn supervise_with_restarts(
         if req.auto_remove
             || !restart::should_restart(policy, code, restart::stopped_by_user(paths), restarts)
         {
-            finish(req, paths, &cgroup, code, &mut clients);
+            finish_run(req, paths, &cgroup, code, &mut clients, RunEnd::Exited);
             return Ok(());
         }
         let wait = restart::next_delay(delay, began.elapsed());
         delay = Some(wait);
-        end_run(req, paths, &cgroup, code, &mut clients);
+        finish_run(req, paths, &cgroup, code, &mut clients, RunEnd::Restarting);
         if wait_unless_stopped(paths, wait) {
             finish_after_restart_wait(req, paths, code);
             return Ok(());
@@ -194,34 +194,6 @@ fn supervise_with_restarts(
             }
         }
     }
-}
-
-/// The end of a run that will be restarted: the exit is recorded as "restarting" (the
-/// container counts as running, as in Docker), clients hear of it, the network stays.
-fn end_run(
-    req: &StartRequest,
-    paths: &ContainerPaths,
-    cgroup: &ContainerCgroup,
-    code: i32,
-    clients: &mut Vec<Client>,
-) {
-    let oom = cgroup.oom_killed();
-    let _ = cgroup.destroy();
-    if let Ok(mut st) = ContainerState::load(&paths.state()) {
-        st.status = Status::Restarting;
-        st.exit_code = code;
-        st.oom_killed = oom;
-        st.pid = 0;
-        st.cgroup = None;
-        st.finished_at = state::now_rfc3339();
-        let _ = st.save(&paths.state());
-    }
-    publish(req, "die", &[("exitCode", code.to_string())]);
-    let frame = encode(FrameKind::Exit, &code.to_be_bytes());
-    for c in clients.iter_mut() {
-        let _ = c.stream.write_all(&frame);
-    }
-    clients.clear();
 }
 
 /// Sleeps the back-off delay; returns early, true, when the user stops the container
@@ -799,34 +771,52 @@ fn publish(req: &StartRequest, action: &str, extra: &[(&str, String)]) {
     }
 }
 
-fn finish(
+/// How a run ends: for good, or to be restarted by the policy.
+#[derive(PartialEq, Clone, Copy)]
+enum RunEnd {
+    Exited,
+    /// Recorded as "restarting" (the container counts as running, as in Docker); the
+    /// network, the attach socket and the record stay.
+    Restarting,
+}
+
+fn finish_run(
     req: &StartRequest,
     paths: &ContainerPaths,
     cgroup: &ContainerCgroup,
     code: i32,
     clients: &mut Vec<Client>,
+    end: RunEnd,
 ) {
     let oom = cgroup.oom_killed();
     let _ = cgroup.destroy();
     // Before the exit is recorded, so whoever waits for it finds the addresses released
     // and the published ports gone.
-    if req.netns_path.is_some() {
+    if end == RunEnd::Exited && req.netns_path.is_some() {
         crate::netglue::teardown(&req.roots, &req.net, &req.id);
     }
     if let Ok(mut st) = ContainerState::load(&paths.state()) {
-        st.status = Status::Exited;
+        st.status = match end {
+            RunEnd::Exited => Status::Exited,
+            RunEnd::Restarting => Status::Restarting,
+        };
         st.exit_code = code;
         st.oom_killed = oom;
         st.pid = 0;
+        if end == RunEnd::Restarting {
+            st.cgroup = None;
+        }
         st.finished_at = state::now_rfc3339();
         let _ = st.save(&paths.state());
     }
-    let _ = std::fs::remove_file(paths.attach_socket());
+    if end == RunEnd::Exited {
+        let _ = std::fs::remove_file(paths.attach_socket());
+    }
     // After the exit is recorded (a waiter woken by it finds the state exited), before
     // an auto-remove's `destroy` and before clients hear of it.
     publish_die(req, code);
     // Like `docker run --rm`, the attached client returns only once the container is gone.
-    if req.auto_remove {
+    if end == RunEnd::Exited && req.auto_remove {
         let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.net, &req.id);
     }
     let frame = encode(FrameKind::Exit, &code.to_be_bytes());
