@@ -1818,6 +1818,25 @@ fn update_resources_of_a_running_container() {
         r#"{"Memory":"lots"}"#,
     );
     assert_eq!(st, 400);
+    // A crash (SIGKILL from outside, not a user stop) restarts it under the policy set by
+    // `update`, with the limits `update` set.
+    // SAFETY: signalling the container's init, a process this test's daemon started.
+    unsafe { libc::kill(pid.parse::<i32>().unwrap(), libc::SIGKILL) };
+    let inspect = |f: &str| d.ok(&["inspect", "-f", f, "up"]).trim().to_string();
+    assert!(
+        poll_until(Duration::from_secs(5), || inspect(
+            "{{.RestartCount}} {{.State.Status}}"
+        ) == "1 running"),
+        "{}",
+        inspect("{{.RestartCount}} {{.State.Status}}")
+    );
+    let new_pid = inspect("{{.State.Pid}}");
+    assert_ne!(new_pid, pid);
+    assert_eq!(
+        cgroup_value(&new_pid, "memory", "memory.limit_in_bytes", "memory.max"),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_value(&new_pid, "pids", "pids.max", "pids.max"), "50");
     d.ok(&["rm", "-f", "up"]);
 }
 

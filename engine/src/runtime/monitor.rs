@@ -168,7 +168,7 @@ fn supervise_with_restarts(
             finish_after_restart_wait(req, paths, code);
             return Ok(());
         }
-        match launch(req, paths) {
+        match launch(&with_current_limits(req, &c.record), paths) {
             Ok(l) => {
                 record_running(paths, &l, Some(restarts + 1))?;
                 publish(req, "start", &[]);
@@ -194,6 +194,23 @@ fn supervise_with_restarts(
             }
         }
     }
+}
+
+/// The request for a policy relaunch: the limits the record has now (`update` may have
+/// changed them since the start), the device rules as the start made them.
+fn with_current_limits(req: &StartRequest, rec: &crate::model::ContainerRecord) -> StartRequest {
+    let mut r = req.clone();
+    if let Ok(now) = crate::spec::update_resources(rec)
+        && let Some(linux) = r.spec.linux_mut().as_mut()
+    {
+        let mut res = linux.resources().clone().unwrap_or_default();
+        res.set_memory(*now.memory())
+            .set_cpu(now.cpu().clone())
+            .set_pids(*now.pids())
+            .set_block_io(now.block_io().clone());
+        linux.set_resources(Some(res));
+    }
+    r
 }
 
 /// Sleeps the back-off delay; returns early, true, when the user stops the container
