@@ -167,12 +167,28 @@ pub fn sources(context: &Path, src: &str, ignore: &Ignore) -> Result<Vec<(PathBu
         }
         return Ok(vec![(p, rel)]);
     }
+    // The walk starts at the pattern's literal directory, resolved inside the root (an
+    // image's `/etc -> /` cannot lead it out); entries are never followed through symlinks.
+    let comps: Vec<&str> = rel.split('/').collect();
+    let literal = comps
+        .iter()
+        .take_while(|c| !c.contains(['*', '?', '[']))
+        .count();
+    let base = comps[..literal].join("/");
+    let start = secure_join(context, Path::new(&base))?;
     let mut found = Vec::new();
-    collect(context, "", &mut |r| {
-        if glob(&rel, r) && !ignore.excludes(r) {
-            found.push((context.join(r), r.to_string()));
-        }
-    })?;
+    if start.is_dir() {
+        collect(&start, "", &mut |r| {
+            let full = if base.is_empty() {
+                r.to_string()
+            } else {
+                format!("{base}/{r}")
+            };
+            if glob(&rel, &full) && !ignore.excludes(&full) {
+                found.push((start.join(r), full));
+            }
+        })?;
+    }
     found.sort_by(|a, b| a.1.cmp(&b.1));
     if found.is_empty() {
         return Err(missing(src));
@@ -427,5 +443,12 @@ mod tests {
         let names: Vec<&str> = found.iter().map(|(_, r)| r.as_str()).collect();
         assert_eq!(names, ["dir/a", "dir/link", "dir/sub"]);
         assert!(sources(&ctx, "nope", &ig).is_err());
+        // A pattern's directory is resolved inside the root: a link to / leads nowhere.
+        std::os::unix::fs::symlink("/", ctx.join("up")).unwrap();
+        assert!(sources(&ctx, "up/etc/host*", &ig).is_err());
+        let deep = sources(&ctx, "dir/sub/*", &ig).unwrap();
+        assert_eq!(deep.len(), 1);
+        assert_eq!(deep[0].1, "dir/sub/b");
+        assert_eq!(deep[0].0, ctx.join("dir/sub/b"));
     }
 }

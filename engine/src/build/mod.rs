@@ -688,16 +688,9 @@ impl Builder<'_> {
                 });
             }
             match &from_root {
-                Some(o) => {
-                    let path = crate::runtime::mounts::secure_join(&o.merged, Path::new(p))?;
-                    if std::fs::symlink_metadata(&path).is_err() {
-                        return Err(Error::BuildFailed {
-                            message: format!("COPY failed: stat {p}: file does not exist"),
-                            code: 1,
-                        });
-                    }
-                    srcs.push((path, p.trim_start_matches('/').to_string()));
-                }
+                // Another stage's or image's files: paths and patterns alike, resolved
+                // inside its root, no .dockerignore.
+                Some(o) => srcs.extend(context::sources(&o.merged, p, &Ignore::default())?),
                 None => srcs.extend(context::sources(&self.opts.context, p, &self.ignore)?),
             }
         }
