@@ -728,6 +728,14 @@ fn ps_filters_inspect_and_lifecycle() {
     assert_eq!(d.ok(&["ps", "-aq"]).trim(), "");
 }
 
+/// `docker events` from `since` (unix seconds) up to a second from now, with `args`.
+fn replay(d: &Daemon, since: &str, args: &[&str]) -> String {
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let mut all = vec!["events", "--since", since, "--until", &until];
+    all.extend_from_slice(args);
+    d.ok(&all)
+}
+
 #[test]
 fn events_stream_and_replay() {
     let Some(d) = Daemon::start() else { return };
@@ -767,18 +775,11 @@ fn events_stream_and_replay() {
     assert!(v["timeNano"].as_i64().unwrap() > 0);
     // A bounded replay: create, start, die, destroy (the harness's image load, made by
     // the CLI in the same second, is an image event).
-    let until = (chrono::Utc::now().timestamp() + 1).to_string();
-    let o = d.ok(&[
-        "events",
-        "--since",
+    let o = replay(
+        &d,
         &since,
-        "--until",
-        &until,
-        "--filter",
-        "type=container",
-        "--format",
-        "{{.Action}}",
-    ]);
+        &["--filter", "type=container", "--format", "{{.Action}}"],
+    );
     let actions: Vec<&str> = o.lines().collect();
     assert_eq!(actions, ["create", "start", "die", "destroy"], "{o}");
 }
@@ -816,19 +817,18 @@ fn cli_actions_show_in_docker_events() {
     d.p.ok(&["tag", "busybox", "evimg:1"]);
     d.p.ok(&["rmi", "evimg:1"]);
     // The container event a label filter selects (the CLI's own attributes).
-    let labelled = d.ok(&[
-        "events",
-        "--since",
+    let labelled = replay(
+        &d,
         &since,
-        "--until",
-        &(chrono::Utc::now().timestamp() + 1).to_string(),
-        "--filter",
-        "label=k=v",
-        "--filter",
-        "event=create",
-        "--format",
-        "{{.Actor.Attributes.image}} {{.Actor.Attributes.name}}",
-    ]);
+        &[
+            "--filter",
+            "label=k=v",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.Actor.Attributes.image}} {{.Actor.Attributes.name}}",
+        ],
+    );
     assert_eq!(labelled.trim(), "busybox evc");
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signalling our own child.
@@ -860,18 +860,14 @@ fn cli_actions_show_in_docker_events() {
     let before = chrono::Utc::now().timestamp().to_string();
     d.p.ok(&["run", "--rm", "--name", "offline", "busybox", "true"]);
     d.spawn();
-    let replay = d.ok(&[
-        "events",
-        "--since",
+    let offline = replay(
+        &d,
         &before,
-        "--until",
-        &(chrono::Utc::now().timestamp() + 1).to_string(),
-        "--format",
-        "{{.Action}} {{.Actor.Attributes.name}}",
-    ]);
-    let replay: Vec<&str> = replay.lines().collect();
+        &["--format", "{{.Action}} {{.Actor.Attributes.name}}"],
+    );
+    let offline: Vec<&str> = offline.lines().collect();
     assert_eq!(
-        replay,
+        offline,
         [
             "create offline",
             "start offline",
@@ -910,17 +906,16 @@ fn restart_policies_through_the_daemon_and_at_its_start() {
         .trim()
             == "exited 1"
     }));
-    let actions = d.ok(&[
-        "events",
-        "--since",
+    let actions = replay(
+        &d,
         &since,
-        "--until",
-        &(chrono::Utc::now().timestamp() + 1).to_string(),
-        "--filter",
-        "container=once",
-        "--format",
-        "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
-    ]);
+        &[
+            "--filter",
+            "container=once",
+            "--format",
+            "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}",
+        ],
+    );
     let actions: Vec<&str> = actions.lines().map(str::trim_end).collect();
     assert_eq!(actions, ["create", "start", "die 4", "start", "die 4"]);
 
@@ -1903,18 +1898,11 @@ fn healthchecks_flip_between_unhealthy_and_healthy() {
         0
     );
     // Each change of status is an event, in order.
-    let until = (chrono::Utc::now().timestamp() + 1).to_string();
-    let events = d.ok(&[
-        "events",
-        "--since",
+    let events = replay(
+        &d,
         &since,
-        "--until",
-        &until,
-        "--filter",
-        "container=hc",
-        "--format",
-        "{{.Action}}",
-    ]);
+        &["--filter", "container=hc", "--format", "{{.Action}}"],
+    );
     let health: Vec<&str> = events
         .lines()
         .filter(|l| l.starts_with("health_status"))

@@ -61,19 +61,10 @@ impl Bus {
     pub fn container(
         &self,
         action: &str,
-        id: &str,
-        image: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
+        record: &engine::model::ContainerRecord,
         extra: &[(&str, String)],
     ) {
-        let mut attributes = labels.clone();
-        attributes.insert("image".into(), image.to_string());
-        attributes.insert("name".into(), name.to_string());
-        for (k, v) in extra {
-            attributes.insert(k.to_string(), v.clone());
-        }
-        self.publish(Event::new("container", action, id, image, attributes));
+        self.publish(Event::container(action, record, extra));
     }
 
     pub fn simple(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, String)]) {

@@ -216,13 +216,6 @@ pub async fn put(
     .await;
     let _ = tokio::fs::remove_file(&tmp).await;
     result?;
-    d.events.container(
-        "extract-to-dir",
-        &c.record.id,
-        &c.record.config.image,
-        &c.record.name,
-        &c.record.config.labels,
-        &[],
-    );
+    d.events.container("extract-to-dir", &c.record, &[]);
     Ok(StatusCode::OK.into_response())
 }

@@ -63,14 +63,7 @@ pub async fn lookup(d: &AppState, what: &str) -> ApiResult<Container> {
 }
 
 fn publish(d: &AppState, action: &str, c: &Container, extra: &[(&str, String)]) {
-    d.events.container(
-        action,
-        &c.record.id,
-        &c.record.config.image,
-        &c.record.name,
-        &c.record.config.labels,
-        extra,
-    );
+    d.events.container(action, &c.record, extra);
 }
 
 async fn create(

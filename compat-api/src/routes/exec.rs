@@ -132,10 +132,7 @@ pub async fn create(
     }
     d.events.container(
         &format!("exec_create: {}", cmd.join(" ")),
-        &c.record.id,
-        &c.record.config.image,
-        &c.record.name,
-        &c.record.config.labels,
+        &c.record,
         &[("execID", exec_id.clone())],
     );
     Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
@@ -240,10 +237,7 @@ async fn start(
     let mut l = launch(&d, &e, opts).await?;
     d.events.container(
         &format!("exec_start: {}", e.opts.cmd.join(" ")),
-        &c.record.id,
-        &c.record.config.image,
-        &c.record.name,
-        &c.record.config.labels,
+        &c.record,
         &[("execID", e.id.clone())],
     );
     if let Ok(mut st) = e.state.lock() {

@@ -82,25 +82,7 @@ fn run(start: OwnedFd) -> Result<()> {
             supervise_with_restarts(&req, &paths, launched, first_client)
         }
         Err(e) => {
-            let (message, exit_code) = match &e {
-                Error::StartFailed { message, exit_code } => (message.clone(), *exit_code),
-                other => (other.to_string(), 128),
-            };
-            if let Ok(mut st) = ContainerState::load(&paths.state()) {
-                st.status = if st.started_at == state::ZERO_TIME {
-                    Status::Created
-                } else {
-                    Status::Exited
-                };
-                st.exit_code = exit_code;
-                st.error = message.clone();
-                st.pid = 0;
-                let _ = st.save(&paths.state());
-            }
-            if req.netns_path.is_some() {
-                crate::netglue::teardown(&req.roots, &req.net, &req.id);
-            }
-            publish_die(&req, exit_code);
+            let (message, exit_code) = record_failed_launch(&req, &paths, &e);
             let _ = sync::send(start.as_fd(), &SyncMsg::Failed { message, exit_code }, None);
             if req.auto_remove {
                 let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.net, &req.id);
@@ -175,25 +157,37 @@ fn supervise_with_restarts(
                 launched = l;
             }
             Err(e) => {
-                let (message, exit_code) = match &e {
-                    Error::StartFailed { message, exit_code } => (message.clone(), *exit_code),
-                    other => (other.to_string(), 128),
-                };
-                if let Ok(mut st) = ContainerState::load(&paths.state()) {
-                    st.status = Status::Exited;
-                    st.exit_code = exit_code;
-                    st.error = message;
-                    st.pid = 0;
-                    let _ = st.save(&paths.state());
-                }
-                if req.netns_path.is_some() {
-                    crate::netglue::teardown(&req.roots, &req.net, &req.id);
-                }
-                publish(req, "die", &[("exitCode", exit_code.to_string())]);
+                record_failed_launch(req, paths, &e);
                 return Err(e);
             }
         }
     }
+}
+
+/// A launch that failed (at start or at a policy relaunch): the state says why, the
+/// network goes, and the `die` is published. Returns Docker's message and exit code.
+fn record_failed_launch(req: &StartRequest, paths: &ContainerPaths, e: &Error) -> (String, i32) {
+    let (message, exit_code) = match e {
+        Error::StartFailed { message, exit_code } => (message.clone(), *exit_code),
+        other => (other.to_string(), 128),
+    };
+    if let Ok(mut st) = ContainerState::load(&paths.state()) {
+        // A first start that failed leaves the container created, as in Docker.
+        st.status = if st.started_at == state::ZERO_TIME {
+            Status::Created
+        } else {
+            Status::Exited
+        };
+        st.exit_code = exit_code;
+        st.error = message.clone();
+        st.pid = 0;
+        let _ = st.save(&paths.state());
+    }
+    if req.netns_path.is_some() {
+        crate::netglue::teardown(&req.roots, &req.net, &req.id);
+    }
+    publish_die(req, exit_code);
+    (message, exit_code)
 }
 
 /// The request for a policy relaunch: the limits the record has now (`update` may have
