@@ -775,10 +775,10 @@ fn publish_die(req: &StartRequest, code: i32) {
 }
 
 fn publish(req: &StartRequest, action: &str, extra: &[(&str, String)]) {
-    if let Ok(store) = crate::store::ContainerStore::open(&req.roots)
-        && let Ok(c) = store.load(&req.id)
-    {
-        store.journal().container(action, &c.record, extra);
+    // Only the record (name, image, labels as they are now): this runs on the start path.
+    let paths = ContainerPaths::new(&req.roots, &req.id);
+    if let Ok(record) = crate::fsutil::read_json::<crate::model::ContainerRecord>(&paths.record()) {
+        crate::events::Journal::new(&req.roots).container(action, &record, extra);
     }
 }
 
