@@ -1966,6 +1966,32 @@ fn healthchecks_flip_between_unhealthy_and_healthy() {
     assert!(poll_until(Duration::from_secs(5), || runners() == 0));
 }
 
+/// A client that hangs up while a large response is still being written costs the daemon
+/// an EPIPE, not its life (the CLI process restores SIGPIPE's default; the daemon must not
+/// die of it, as it did when `docker build` stopped reading at its error line).
+#[test]
+fn a_client_hanging_up_mid_response_leaves_the_daemon_serving() {
+    let Some(d) = Daemon::start() else { return };
+    for _ in 0..5 {
+        let mut s = UnixStream::connect(&d.sock).unwrap();
+        s.write_all(b"GET /v1.47/images/get?names=busybox HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut head = [0u8; 64];
+        let n = s.read(&mut head).unwrap();
+        assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+        drop(s);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(d.pings(), "the daemon died");
+    let mut d = d;
+    assert!(
+        d.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none()),
+        "the daemon exited"
+    );
+}
+
 #[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };

@@ -48,6 +48,12 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError 
 /// Runs the daemon until SIGTERM/SIGINT. Containers keep running when it stops: their
 /// monitors own them, and the next daemon finds them in the shared state.
 pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    // The CLI restores SIGPIPE's default (quiet ends for `pelagos ps | head`), but the
+    // daemon writes to clients' sockets with plain write(2): a client that closes while a
+    // response is still going out (`docker build` stops reading at its error line) must
+    // cost an EPIPE, not the daemon. Set before any thread exists.
+    // SAFETY: setting a signal's disposition to ignore has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     // Two workers are plenty: handlers either answer from disk quickly or wait; blocking
     // engine calls go to the blocking pool.
     let rt = tokio::runtime::Builder::new_multi_thread()
