@@ -488,6 +488,19 @@ fn exec_stdin_exit_codes_and_inspect() {
     assert_eq!(o.stderr, "done\n");
     let o = d.docker(&["exec", "box", "sh", "-c", "exit 5"]);
     assert_eq!(o.code, 5);
+    // Default signal dispositions and mask, as with Docker (`yes | head` must end by
+    // SIGPIPE, not loop on EPIPE).
+    assert_eq!(
+        d.ok(&[
+            "exec",
+            "box",
+            "grep",
+            "-E",
+            "^Sig(Ign|Blk)",
+            "/proc/self/status"
+        ]),
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
     let o = d.docker(&["exec", "box", "no-such-binary"]);
     assert_eq!(o.code, 127, "{} {}", o.stdout, o.stderr);
     d.ok(&["exec", "-d", "box", "touch", "/tmp/detached"]);

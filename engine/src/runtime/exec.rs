@@ -339,6 +339,9 @@ fn child_main(
     }
     crate::capabilities::apply(&plan.caps).map_err(|e| Error::Internal(e.to_string()))?;
     close_extra_fds();
+    // As Docker's exec'd processes do: no signal ignored (the exec helper is a Rust
+    // program, which ignores SIGPIPE), none blocked.
+    super::monitor::reset_signals();
     // Let the sync socket close on exec: that EOF tells the parent we are running.
     let e = nix::unistd::execve(&path, &plan.argv, &plan.envp).unwrap_err();
     Err(Error::StartFailed {

@@ -526,9 +526,10 @@ fn shed_startup_memory() {
     }
 }
 
-/// The init must start with default signal dispositions and nothing blocked: the Rust
-/// runtime ignores SIGPIPE and we block SIGCHLD, and both would leak across execve.
-fn reset_signals() {
+/// The init (and an exec'd process) must start with default signal dispositions and
+/// nothing blocked: the Rust runtime ignores SIGPIPE and we block SIGCHLD, and both would
+/// leak across execve.
+pub(crate) fn reset_signals() {
     for s in Signal::iterator() {
         if s != Signal::SIGKILL && s != Signal::SIGSTOP {
             // SAFETY: restoring default dispositions in a single-threaded child.
@@ -536,6 +537,33 @@ fn reset_signals() {
                 let _ = nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl);
             }
         }
+    }
+    // The real-time signals too (an inherited ignore of one survives execve). glibc's
+    // sigaction refuses the two it reserves, so this goes to the kernel directly.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 32..=64 {
+        // SAFETY: rt_sigaction with a valid default action and no old-action pointer.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
     }
     let _ = SigSet::all().thread_unblock();
 }
