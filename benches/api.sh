@@ -47,6 +47,11 @@ pid=$(cat "$work/pid")
 export DOCKER_HOST=unix://$sock
 rss() { awk '/VmRSS/ {printf "%.1f MiB\n", $2/1024}' /proc/$1/status; }
 echo "idle daemon RSS: $(rss "$pid")"
+# The daemon's monitor spawner (a fork server; most of its pages are shared with the daemon).
+sleep 0.2
+for sp in $(pgrep -P "$pid" -f __spawner); do
+  awk '/^Rss/ {r=$2} /^Pss:/ {p=$2} /^Private_Dirty/ {d=$2} END {printf "monitor spawner: RSS %.1f MiB, PSS %.1f MiB, private %.1f MiB\n", r/1024, p/1024, d/1024}' /proc/$sp/smaps_rollup
+done
 
 median() { python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$1"; }
 
@@ -169,6 +174,11 @@ before=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 for i in $(seq 50); do $DOCKER run -d --name "bench-idle-$i" busybox sleep 600 >/dev/null; done
 after=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
 echo "daemon RSS $((before / 1024)) MiB -> $((after / 1024)) MiB: $(( (after - before) / 50 )) KiB per container"
+# Each container's monitor (Docker's counterpart is a containerd-shim per container).
+for c in $($DOCKER ps -q --filter name=bench-idle); do
+  m=$(awk '{print $4}' /proc/$($DOCKER inspect -f '{{.State.Pid}}' "$c")/stat)
+  cat /proc/$m/smaps_rollup
+done | awk '/^Pss:/ {p+=$2; n++} /^Private_Dirty/ {d+=$2} END {printf "per container monitor: PSS %d KiB, private %d KiB (mean of %d)\n", p/n, d/n, n}'
 $DOCKER rm -f $($DOCKER ps -aq --filter name=bench-idle) >/dev/null
 if [ -n "${COMPARE_DOCKER_HOST:-}" ]; then
   export DOCKER_HOST=$COMPARE_DOCKER_HOST

@@ -22,6 +22,12 @@ fn main() {
     {
         engine::runtime::monitor::main();
     }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == engine::runtime::spawner::SPAWNER_ARG)
+    {
+        engine::runtime::spawner::main();
+    }
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).is_some_and(|a| a == network::dns::DNS_ARG) {
         network::dns::main(&args[2..]);

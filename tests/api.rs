@@ -2005,6 +2005,87 @@ fn a_client_hanging_up_mid_response_leaves_the_daemon_serving() {
     );
 }
 
+/// The parent PID of a process, from /proc.
+fn ppid_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The field after the command name in parentheses, which may itself hold spaces.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether a process has exited (gone, or a zombie nobody reaped yet).
+fn gone(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// The daemon's monitor spawner: its child running `__spawner`.
+fn spawner_of(daemon: i32) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        (ppid_of(pid) == Some(daemon) && cmdline.windows(9).any(|w| w == b"__spawner"))
+            .then_some(pid)
+    })
+}
+
+#[test]
+fn monitors_come_from_a_spawner_that_is_replaced_and_ends_with_the_daemon() {
+    let Some(mut d) = Daemon::start() else { return };
+    let daemon = d.child.as_ref().map(|c| c.id() as i32).unwrap();
+    let mut spawner = None;
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            spawner = spawner_of(daemon);
+            spawner.is_some()
+        }),
+        "the daemon has no monitor spawner"
+    );
+    let spawner = spawner.unwrap();
+    // A container's monitor is a child of the spawner, not an exec'd process.
+    d.ok(&["run", "-d", "--name", "kept", "busybox", "sleep", "600"]);
+    let init: i32 = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", "kept"])
+        .trim()
+        .parse()
+        .unwrap();
+    let monitor = ppid_of(init).unwrap();
+    assert_eq!(ppid_of(monitor), Some(spawner), "monitor {monitor}");
+    let comm = std::fs::read_to_string(format!("/proc/{monitor}/cmdline")).unwrap();
+    assert!(comm.contains("__spawner"), "monitor cmdline {comm:?}");
+    let name = std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap();
+    assert_eq!(name.trim_end(), "pelagos-monitor");
+    // A killed spawner takes no container with it, and the next start gets a new one.
+    // SAFETY: signalling a process of this test's daemon.
+    unsafe { libc::kill(spawner, libc::SIGKILL) };
+    assert!(poll_until(Duration::from_secs(5), || gone(spawner)));
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox", "echo", "again"]).trim(),
+        "again"
+    );
+    let second = spawner_of(daemon).expect("a new spawner");
+    assert_ne!(second, spawner);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "kept"]).trim(),
+        "running"
+    );
+    d.ok(&["rm", "-f", "kept"]);
+    // The spawner ends with the daemon.
+    d.stop();
+    assert!(
+        poll_until(Duration::from_secs(5), || gone(second)),
+        "the spawner outlived the daemon"
+    );
+}
+
 #[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };

@@ -14,12 +14,28 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Whether `pid` is a live (non-zombie) pelagos container monitor.
+/// Whether `pid` is a live (non-zombie) pelagos container monitor: exec'd as
+/// `__monitor`, or forked by a daemon's spawner; both name themselves.
 fn is_monitor(pid: i32) -> bool {
     proc_ppid_state(pid).is_some_and(|(_, st)| st != 'Z')
-        && proc_strings(pid, "cmdline")
-            .iter()
-            .any(|a| a == "__monitor")
+        && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| c.trim_end() == "pelagos-monitor")
+}
+
+/// Live monitor spawners of this run: every daemon of the suite has stopped, and a
+/// spawner ends with its daemon.
+fn our_spawners(token: &str) -> Vec<String> {
+    all_pids()
+        .into_iter()
+        .filter(|p| {
+            proc_ppid_state(*p).is_some_and(|(_, s)| s != 'Z')
+                && proc_strings(*p, "cmdline").iter().any(|a| a == "__spawner")
+                && std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim_end() != "pelagos-monitor")
+                && monitor_is_ours(*p, token)
+        })
+        .map(|p| format!("{p}: {}", proc_strings(p, "environ").join(" ")))
+        .collect()
 }
 
 /// Whether a monitor belongs to this test run (by the environment it inherited).
@@ -207,6 +223,11 @@ fn nothing_is_left_behind() {
     assert!(
         monitors.is_empty(),
         "monitor processes left running: {monitors:#?}"
+    );
+    let spawners = stable(&|| our_spawners(&token));
+    assert!(
+        spawners.is_empty(),
+        "monitor spawners left running: {spawners:#?}"
     );
     let cgroups = stable(&|| leaked_cgroups(&token));
     assert!(

@@ -78,6 +78,8 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // rules their ports need are in place.
     let d = daemon.clone();
     tokio::task::spawn_blocking(move || {
+        // Monitors are forked by a small spawner from now on (until then, exec'd).
+        engine::runtime::spawner::install();
         if d.roots.data.join("networks").exists()
             && let Err(e) = d.engine.networks().and_then(|n| Ok(n.sync_firewall()?))
         {

@@ -30,19 +30,35 @@ fn cg_err(e: cgroups::CgroupError) -> Error {
 impl ContainerCgroup {
     /// Resolves and creates the container's cgroup with the spec's limits.
     pub fn create(req: &StartRequest) -> Result<Self> {
+        let cg = Self::plan(req)?;
+        cg.materialize(req)?;
+        Ok(cg)
+    }
+
+    /// Where the container's cgroup goes, with nothing created yet.
+    pub fn plan(req: &StartRequest) -> Result<Self> {
         let mgr =
             cgroups::new_for_container(&req.id, req.cgroup_parent.as_deref()).map_err(cg_err)?;
+        Ok(ContainerCgroup { mgr })
+    }
+
+    /// Creates the planned cgroup with the request's limits; nothing is left on failure.
+    pub fn materialize(&self, req: &StartRequest) -> Result<()> {
         let resources = req
             .spec
             .linux()
             .as_ref()
             .and_then(|l| l.resources().clone())
             .unwrap_or_default();
-        mgr.create(&resources).map_err(|e| {
-            let _ = mgr.destroy();
+        self.mgr.create(&resources).map_err(|e| {
+            let _ = self.mgr.destroy();
             cg_err(e)
-        })?;
-        Ok(ContainerCgroup { mgr })
+        })
+    }
+
+    /// cgroup v2: the init can be born inside it, so it must exist before the clone.
+    pub fn is_v2(&self) -> bool {
+        matches!(self.mgr.paths(), CgroupPaths::V2 { .. })
     }
 
     pub fn from_paths(paths: CgroupPaths) -> Self {

@@ -1016,13 +1016,18 @@ fn write_etc_files(r: &ContainerRecord, p: &ContainerPaths) -> Result<()> {
     let c = &r.config;
     let hc = &r.host_config;
     write_atomic(&p.hostname(), format!("{}\n", c.hostname).as_bytes())?;
-    // Rewritten at every start with the run's addresses; `host-gateway` resolves then.
+    // Checked here, so a bad --add-host fails the create; `host-gateway` resolves at start.
     let mut hosts = String::from(BASE_HOSTS);
     for h in &hc.extra_hosts {
         let (name, ip) = split_extra_host(h)?;
         if ip != "host-gateway" {
             hosts.push_str(&format!("{ip}\t{name}\n"));
         }
+    }
+    // Every other network mode writes both files at each start, with that run's
+    // addresses; writing them here as well only made and freed two more inodes.
+    if !matches!(crate::netglue::mode(hc), crate::netglue::Mode::Host) {
+        return Ok(());
     }
     write_atomic(&p.hosts(), hosts.as_bytes())?;
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();

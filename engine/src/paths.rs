@@ -69,9 +69,6 @@ impl ContainerPaths {
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
-    pub fn lock(&self) -> PathBuf {
-        self.dir.join("lock")
-    }
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
     }

@@ -36,6 +36,8 @@ impl ContainerStore {
         ] {
             fs::create_dir_all(&d).map_err(|e| Error::path(&d, e))?;
         }
+        crate::fsutil::spread_subdirectories(&roots.containers_dir());
+        crate::fsutil::spread_subdirectories(&roots.run.join("containers"));
         Ok(ContainerStore {
             roots: roots.clone(),
         })
@@ -224,10 +226,12 @@ impl ContainerStore {
     /// Takes the container's lock (start/stop/remove transitions serialise on it).
     pub fn lock(&self, id: &str) -> Result<FileLock> {
         let p = self.paths(id);
-        if !p.dir.exists() {
-            return Err(Error::NoSuchContainer(id.to_string()));
-        }
-        FileLock::exclusive(&p.lock())
+        FileLock::directory(&p.dir).map_err(|e| match e {
+            Error::Path { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::NoSuchContainer(id.to_string())
+            }
+            e => e,
+        })
     }
 
     /// Deletes the container's files and name. The caller has checked it is not running.

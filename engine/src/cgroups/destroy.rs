@@ -6,6 +6,22 @@ use std::time::{Duration, Instant};
 
 use super::error::{CgroupError, Result};
 
+/// The usual teardown: the container's init has exited, and with it (a PID namespace)
+/// every task, so each directory goes at its first rmdir, with no pid list read and no
+/// signal sent. Returns whether all of them are gone; one still busy (tasks left, a frozen
+/// task, a sub-cgroup of the container's own) needs the full teardown.
+pub(crate) fn remove_if_empty<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> bool {
+    let mut all = true;
+    for d in dirs {
+        match std::fs::remove_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => all = false,
+        }
+    }
+    all
+}
+
 /// Removes `dir` and its descendant cgroups, deepest first. A missing
 /// directory is success. EBUSY (tasks still exiting) is retried with a short
 /// bounded back-off until `timeout`.

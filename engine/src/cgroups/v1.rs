@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use oci_spec::runtime::LinuxResources;
 
 use super::CgroupManager;
-use super::destroy::remove_tree;
+use super::destroy::{remove_if_empty, remove_tree};
 use super::error::{CgroupError, Result};
 use super::fsutil::{read, read_flat_keyed, read_opt, read_pids_recursive, write};
 use super::paths::{CgroupPaths, Placement};
@@ -205,7 +205,7 @@ impl CgroupManager for V1Manager {
     }
 
     fn destroy(&self) -> Result<()> {
-        if !self.hierarchies.iter().any(|h| h.path.exists()) {
+        if remove_if_empty(self.hierarchies.iter().map(|h| h.path.as_path())) {
             return Ok(());
         }
         let first = self

@@ -6,7 +6,7 @@ use std::time::Duration;
 use oci_spec::runtime::LinuxResources;
 
 use super::CgroupManager;
-use super::destroy::remove_tree;
+use super::destroy::{remove_if_empty, remove_tree};
 use super::devices_v2::apply_v2_devices;
 use super::error::{CgroupError, Result};
 use super::fsutil::{read_flat_keyed, read_opt, read_pids_recursive, write};
@@ -128,7 +128,7 @@ impl CgroupManager for V2Manager {
 
     fn destroy(&self) -> Result<()> {
         let dir = self.dir();
-        if !dir.exists() {
+        if remove_if_empty([dir]) {
             return Ok(());
         }
         // cgroup.kill (5.14+) kills the whole subtree atomically, with no pid

@@ -11,6 +11,7 @@ pub mod mounts;
 pub mod restart;
 pub mod rootfs;
 pub mod spawn;
+pub mod spawner;
 pub mod sync;
 pub mod user;
 

@@ -39,7 +39,15 @@ pub fn main() -> ! {
         Ok(nix::unistd::ForkResult::Child) => {}
         Err(_) => unsafe { libc::_exit(1) },
     }
+    serve(start)
+}
+
+/// Runs the monitor for the start channel `start` in this process, already detached from
+/// its starter (the exec'd monitor's child, or a child of the daemon's spawner), and exits.
+pub(crate) fn serve(start: OwnedFd) -> ! {
     let _ = nix::unistd::setsid();
+    // Exec'd or forked from the spawner, a monitor shows as one in `ps -o comm`.
+    let _ = nix::sys::prctl::set_name(c"pelagos-monitor");
     let code = match run(start) {
         Ok(()) => 0,
         Err(_) => 1,
@@ -284,8 +292,15 @@ fn launch(req: &StartRequest, paths: &ContainerPaths) -> Result<Launched> {
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| Error::io("signalfd", e.into()))?;
 
-    let cgroup = ContainerCgroup::create(req)?;
-    let result = launch_in_cgroup(req, paths, &cgroup, sigfd);
+    // On cgroup v2 the init is born inside its cgroup, which must exist first. On v1 it
+    // moves itself in after its mounts, so the cgroup (eight hierarchies, device rules:
+    // about a millisecond) is made while the init mounts.
+    let cgroup = ContainerCgroup::plan(req)?;
+    let made_first = cgroup.is_v2();
+    if made_first {
+        cgroup.materialize(req)?;
+    }
+    let result = launch_in_cgroup(req, paths, &cgroup, made_first, sigfd);
     if result.is_err() {
         let _ = cgroup.destroy();
     }
@@ -313,6 +328,7 @@ fn launch_in_cgroup(
     req: &StartRequest,
     _paths: &ContainerPaths,
     cgroup: &ContainerCgroup,
+    made_first: bool,
     sigfd: SignalFd,
 ) -> Result<LaunchParts> {
     let pipe = || {
@@ -346,7 +362,7 @@ fn launch_in_cgroup(
     let flags = init::clone_flags(&req.spec);
     // On cgroup v2 the init is born inside its cgroup (clone3 CLONE_INTO_CGROUP): no
     // migration afterwards, which on a busy or v1 host costs an RCU grace period.
-    let into = cgroup.v2_dir_fd();
+    let into = made_first.then(|| cgroup.v2_dir_fd()).flatten();
     let (rc, born_inside) = match into.as_ref() {
         Some(dir) => match clone_into_cgroup(flags, dir.as_raw_fd()) {
             Ok(rc) => (rc, true),
@@ -377,6 +393,14 @@ fn launch_in_cgroup(
     };
     // The init may already have failed and reported why (its socket then holds the
     // message); if we cannot place it, kill it and still prefer its own report.
+    let made = if made_first {
+        Ok(())
+    } else {
+        cgroup.materialize(req)
+    };
+    if let Err(e) = made {
+        return Err(fail(e));
+    }
     let i1 = match cgroup.self_join_files() {
         _ if born_inside => Ok(SyncMsg::CgroupJoined),
         Some(tasks) => Ok(SyncMsg::JoinCgroup { tasks }),
@@ -476,6 +500,9 @@ fn clone_into_cgroup(
         Ok(rc)
     }
 }
+
+/// How long a container runs before its monitor sheds its startup memory.
+const SHED_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Drops what starting the container touched but supervising never needs again: freed heap
 /// goes back to the kernel, and the file-backed pages of the binary and libraries (JSON
@@ -605,7 +632,10 @@ fn supervise(
     let mut exit: Option<i32> = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut exit_deadline: Option<std::time::Instant> = None;
-    shed_startup_memory();
+    // Shedding costs a few hundred microseconds: a container that is still running a
+    // moment from now pays it then, and a quick one (`run --rm ... true`) never does, so
+    // its exit is recorded sooner.
+    let mut shed_at = Some(std::time::Instant::now() + SHED_AFTER);
 
     loop {
         if exit.is_some() && out.is_none() && err.is_none() {
@@ -635,7 +665,20 @@ fn supervise(
                 revents: 0,
             });
         }
-        let timeout_ms = if exit.is_some() { 100 } else { -1 };
+        let timeout_ms = if exit.is_some() {
+            100
+        } else if let Some(at) = shed_at {
+            let now = std::time::Instant::now();
+            if now >= at {
+                shed_startup_memory();
+                shed_at = None;
+                -1
+            } else {
+                (at - now).as_millis().clamp(1, i32::MAX as u128) as i32
+            }
+        } else {
+            -1
+        };
         // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if rc < 0 {

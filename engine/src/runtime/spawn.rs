@@ -1,6 +1,7 @@
-//! The starter's side of launching a monitor: exec a fresh `pelagos __monitor` (so the
-//! monitor is small and never a fork of a multi-threaded daemon), hand it the request on
-//! the start channel (S1) and wait for its verdict (S2).
+//! The starter's side of launching a monitor: have the daemon's spawner fork one, or exec a
+//! fresh `pelagos __monitor` (either way the monitor is small and never a fork of a
+//! multi-threaded daemon), hand it the request on the start channel (S1) and wait for its
+//! verdict (S2).
 
 use super::StartRequest;
 use super::sync::{self, SyncMsg};
@@ -20,10 +21,9 @@ pub fn monitor_exe() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
 }
 
-/// Starts the container described by `req`. Returns the container init's host PID once it
-/// has exec'd the command, or the start failure (command not found, ...).
-pub fn start(req: &StartRequest, first_client: Option<OwnedFd>) -> Result<i32> {
-    let (ours, theirs) = sync::channel()?;
+/// Execs `pelagos __monitor` with `theirs` at its fd 3 and waits for it to fork the real
+/// monitor and exit.
+fn exec_monitor(theirs: &OwnedFd) -> Result<()> {
     let theirs_raw = theirs.as_raw_fd();
     let mut cmd = Command::new(monitor_exe());
     cmd.arg(MONITOR_ARG)
@@ -46,9 +46,28 @@ pub fn start(req: &StartRequest, first_client: Option<OwnedFd>) -> Result<i32> {
         });
     }
     let mut child = cmd.spawn().map_err(|e| Error::io("spawn monitor", e))?;
-    drop(theirs);
     // The exec'd process forks the real monitor and exits at once.
     let _ = child.wait();
+    Ok(())
+}
+
+/// Starts the container described by `req`. Returns the container init's host PID once it
+/// has exec'd the command, or the start failure (command not found, ...).
+pub fn start(req: &StartRequest, first_client: Option<OwnedFd>) -> Result<i32> {
+    let (ours, theirs) = sync::channel()?;
+    // The daemon forks monitors through its spawner; the CLI (and a daemon whose spawner
+    // cannot be had) execs one.
+    let forked = super::spawner::get().is_some_and(|s| match s.fork_monitor(&theirs) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("monitor spawner: {e}; exec'ing the monitor");
+            false
+        }
+    });
+    if !forked {
+        exec_monitor(&theirs)?;
+    }
+    drop(theirs);
     sync::send(
         ours.as_fd(),
         &SyncMsg::Start(Box::new(req.clone())),

@@ -9,6 +9,8 @@
 //!                          (writes 0 to each hierarchy's `tasks`), then may unshare
 //!   I2 init -> monitor     `PtyMaster` [+ fd: the pty master], only with a TTY
 //!   I3 init -> monitor     `ExecFailed { .. }`; or EOF, which means execve succeeded
+//! Daemon <-> its monitor spawner: F1 `ForkMonitor` [+ fd: the monitor's start channel];
+//! see `spawner`.
 //! On cgroup v1 hosts the init consumes I1 only after its mounts (just before pivot_root),
 //! so the slow v1 migration overlaps with mount work; I2 may then be sent before I1 is read.
 //!
@@ -30,6 +32,7 @@ pub enum SyncMsg {
     JoinCgroup { tasks: Vec<std::path::PathBuf> },
     PtyMaster,
     ExecFailed { message: String, exit_code: i32 },
+    ForkMonitor,
 }
 
 const MAX_FRAME: usize = 16 << 20;
