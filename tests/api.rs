@@ -2086,6 +2086,52 @@ fn monitors_come_from_a_spawner_that_is_replaced_and_ends_with_the_daemon() {
     );
 }
 
+/// The network namespaces held by the daemon's parked `netns-pool` threads.
+fn pooled_netns(daemon: i32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{daemon}/task")) else {
+        return vec![];
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "netns-pool")
+        })
+        .filter_map(|t| std::fs::read_link(t.path().join("ns/net")).ok())
+        .map(|l| l.display().to_string())
+        .collect()
+}
+
+#[test]
+fn container_network_namespaces_come_from_the_daemons_pool() {
+    let Some(d) = Daemon::start() else { return };
+    let daemon = d.child.as_ref().map(|c| c.id() as i32).unwrap();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let mut ready = vec![];
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            ready = pooled_netns(daemon);
+            ready.len() == 2
+        }),
+        "the daemon keeps two namespaces ready: {ready:?}"
+    );
+    assert!(ready.iter().all(|n| *n != host.display().to_string()));
+    d.ok(&["run", "-d", "--name", "pooled", "busybox", "sleep", "600"]);
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "pooled"]);
+    let ns = std::fs::read_link(format!("/proc/{}/ns/net", pid.trim()))
+        .unwrap()
+        .display()
+        .to_string();
+    assert!(ready.contains(&ns), "{ns} is not one of {ready:?}");
+    // The namespace is wired like any other, and the pool is topped up again.
+    let addr = d.ok(&["exec", "pooled", "ip", "-4", "addr", "show", "eth0"]);
+    assert!(addr.contains("inet "), "{addr}");
+    assert!(poll_until(Duration::from_secs(10), || {
+        let now = pooled_netns(daemon);
+        now.len() == 2 && !now.contains(&ns)
+    }));
+    d.ok(&["rm", "-f", "pooled"]);
+}
+
 #[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };

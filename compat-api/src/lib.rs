@@ -47,6 +47,10 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError 
 
 /// Runs the daemon until SIGTERM/SIGINT. Containers keep running when it stops: their
 /// monitors own them, and the next daemon finds them in the shared state.
+/// Fresh network namespaces the daemon keeps ready: one start in flight takes one while the
+/// next is made; bursts beyond that make their own.
+const NETNS_POOL: usize = 2;
+
 pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // The CLI restores SIGPIPE's default (quiet ends for `pelagos ps | head`), but the
     // daemon writes to clients' sockets with plain write(2): a client that closes while a
@@ -80,6 +84,8 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
     tokio::task::spawn_blocking(move || {
         // Monitors are forked by a small spawner from now on (until then, exec'd).
         engine::runtime::spawner::install();
+        // And each start's network namespace is made ahead of time.
+        network::netlink::enable_netns_pool(NETNS_POOL);
         if d.roots.data.join("networks").exists()
             && let Err(e) = d.engine.networks().and_then(|n| Ok(n.sync_firewall()?))
         {
