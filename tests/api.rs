@@ -2063,6 +2063,25 @@ fn monitors_come_from_a_spawner_that_is_replaced_and_ends_with_the_daemon() {
     assert!(comm.contains("__spawner"), "monitor cmdline {comm:?}");
     let name = std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap();
     assert_eq!(name.trim_end(), "pelagos-monitor");
+    // `docker exec` helpers come from it too, and their exit codes still come through.
+    let exec = d
+        .docker_cmd(&["exec", "kept", "sh", "-c", "sleep 2; exit 5"])
+        .spawn()
+        .unwrap();
+    let mut helper = None;
+    assert!(
+        poll_until(Duration::from_secs(10), || {
+            helper = std::fs::read_dir("/proc").unwrap().flatten().find_map(|e| {
+                let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+                (comm.trim_end() == "pelagos-exec" && ppid_of(pid) == Some(spawner)).then_some(pid)
+            });
+            helper.is_some()
+        }),
+        "no exec helper forked by the spawner"
+    );
+    let status = exec.wait_with_output().unwrap().status;
+    assert_eq!(status.code(), Some(5));
     // A killed spawner takes no container with it, and the next start gets a new one.
     // SAFETY: signalling a process of this test's daemon.
     unsafe { libc::kill(spawner, libc::SIGKILL) };

@@ -22,8 +22,8 @@ fn is_monitor(pid: i32) -> bool {
             .is_ok_and(|c| c.trim_end() == "pelagos-monitor")
 }
 
-/// Live monitor spawners of this run: every daemon of the suite has stopped, and a
-/// spawner ends with its daemon.
+/// Live spawners of this run, and exec helpers they forked: every daemon of the suite has
+/// stopped, a spawner ends with its daemon, and a helper with its exec.
 fn our_spawners(token: &str) -> Vec<String> {
     all_pids()
         .into_iter()
@@ -227,7 +227,7 @@ fn nothing_is_left_behind() {
     let spawners = stable(&|| our_spawners(&token));
     assert!(
         spawners.is_empty(),
-        "monitor spawners left running: {spawners:#?}"
+        "spawners (or exec helpers they forked) left running: {spawners:#?}"
     );
     let cgroups = stable(&|| leaked_cgroups(&token));
     assert!(

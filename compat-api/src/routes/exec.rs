@@ -138,16 +138,31 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(json!({"Id": exec_id}))).into_response())
 }
 
+type ExecReader = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+type ExecWriter = Box<dyn tokio::io::AsyncWrite + Unpin + Send>;
+
+/// A running helper's process (if our child) and our ends of its stdio.
+struct Helper {
+    /// An exec'd helper; none when the spawner forked it. Dropped, tokio reaps it.
+    child: Option<tokio::process::Child>,
+    stdin: Option<ExecWriter>,
+    stdout: Option<ExecReader>,
+    stderr: Option<ExecReader>,
+}
+
 struct Launched {
-    child: tokio::process::Child,
+    child: Option<tokio::process::Child>,
     control: OwnedFd,
+    stdin: Option<ExecWriter>,
+    stdout: Option<ExecReader>,
+    stderr: Option<ExecReader>,
     failure: Option<(String, i32)>,
     pid: i32,
 }
 
-/// Starts the helper and waits for its verdict (started, or why not).
+/// Starts the helper (forked by the daemon's spawner, else exec'd) and waits for its
+/// verdict (started, or why not).
 async fn launch(d: &AppState, e: &ExecEntry, opts: ExecOptions) -> ApiResult<Launched> {
-    use std::process::Stdio;
     let detach = opts.detach;
     let req = ExecHelperRequest {
         roots: d.roots.clone(),
@@ -156,27 +171,16 @@ async fn launch(d: &AppState, e: &ExecEntry, opts: ExecOptions) -> ApiResult<Lau
     };
     let json = serde_json::to_string(&req).map_err(|e| ApiError::internal(e.to_string()))?;
     let (ours, theirs) = sync::channel()?;
-    let theirs_raw = theirs.as_raw_fd();
-    let mut cmd = tokio::process::Command::new(engine::runtime::spawn::monitor_exe());
-    cmd.arg(EXEC_HELPER_ARG).arg(json);
-    let piped = |on: bool| {
-        if on && !detach {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        }
+    let h = match engine::runtime::spawner::get() {
+        Some(s) => match fork_helper(s, &json, &theirs, e.attach_stdin && !detach, detach) {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::warn!("exec helper through the spawner: {err}; exec'ing it");
+                exec_helper(&json, &theirs, e.attach_stdin, detach)?
+            }
+        },
+        None => exec_helper(&json, &theirs, e.attach_stdin, detach)?,
     };
-    cmd.stdin(piped(e.attach_stdin))
-        .stdout(piped(true))
-        .stderr(piped(true))
-        .kill_on_drop(false);
-    // SAFETY: the hook only runs dup2/fcntl (async-signal-safe) between fork and exec.
-    unsafe {
-        cmd.pre_exec(engine::runtime::exec_helper::control_fd_hook(theirs_raw));
-    }
-    let child = cmd
-        .spawn()
-        .map_err(|e| ApiError::internal(format!("spawn exec helper: {e}")))?;
     drop(theirs);
     let (control, msg) = tokio::task::spawn_blocking(move || {
         let m = sync::recv(ours.as_fd());
@@ -189,11 +193,133 @@ async fn launch(d: &AppState, e: &ExecEntry, opts: ExecOptions) -> ApiResult<Lau
         _ => (Some(("exec helper died".to_string(), 126)), 0),
     };
     Ok(Launched {
-        child,
+        child: h.child,
         control,
+        stdin: h.stdin,
+        stdout: h.stdout,
+        stderr: h.stderr,
         failure,
         pid,
     })
+}
+
+/// The helper forked by the spawner: our ends of its stdio pipes (/dev/null for a detached
+/// exec's output).
+fn fork_helper(
+    s: &engine::runtime::spawner::Spawner,
+    json: &str,
+    theirs: &OwnedFd,
+    with_stdin: bool,
+    detach: bool,
+) -> engine::error::Result<Helper> {
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| engine::error::Error::io("pipe", e.into()))
+    };
+    let null = || {
+        std::fs::File::open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| engine::error::Error::io("open /dev/null", e))
+    };
+    let reader = |fd: OwnedFd| -> engine::error::Result<ExecReader> {
+        tokio::net::unix::pipe::Receiver::from_owned_fd(fd)
+            .map(|r| Box::new(r) as ExecReader)
+            .map_err(|e| engine::error::Error::io("exec output pipe", e))
+    };
+    let (stdin, stdout, stderr, theirs_in, theirs_out, theirs_err) = if detach {
+        (None, None, None, None, null()?, null()?)
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (stdin, theirs_in) = if with_stdin {
+            let (in_r, in_w) = pipe()?;
+            let w = tokio::net::unix::pipe::Sender::from_owned_fd(in_w)
+                .map_err(|e| engine::error::Error::io("exec input pipe", e))?;
+            (Some(Box::new(w) as ExecWriter), Some(in_r))
+        } else {
+            (None, None)
+        };
+        (
+            stdin,
+            Some(reader(out_r)?),
+            Some(reader(err_r)?),
+            theirs_in,
+            out_w,
+            err_w,
+        )
+    };
+    s.fork_exec_helper(json, theirs, theirs_in.as_ref(), &theirs_out, &theirs_err)?;
+    Ok(Helper {
+        child: None,
+        stdin,
+        stdout,
+        stderr,
+    })
+}
+
+/// The helper as a fresh `pelagos __exec` process with piped stdio.
+fn exec_helper(
+    json: &str,
+    theirs: &OwnedFd,
+    attach_stdin: bool,
+    detach: bool,
+) -> ApiResult<Helper> {
+    use std::process::Stdio;
+    let mut cmd = tokio::process::Command::new(engine::runtime::spawn::monitor_exe());
+    cmd.arg(EXEC_HELPER_ARG).arg(json);
+    let piped = |on: bool| {
+        if on && !detach {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
+    cmd.stdin(piped(attach_stdin))
+        .stdout(piped(true))
+        .stderr(piped(true))
+        .kill_on_drop(false);
+    // SAFETY: the hook only runs dup2/fcntl (async-signal-safe) between fork and exec.
+    unsafe {
+        cmd.pre_exec(engine::runtime::exec_helper::control_fd_hook(
+            theirs.as_raw_fd(),
+        ));
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ApiError::internal(format!("spawn exec helper: {e}")))?;
+    Ok(Helper {
+        stdin: child.stdin.take().map(|w| Box::new(w) as ExecWriter),
+        stdout: child.stdout.take().map(|r| Box::new(r) as ExecReader),
+        stderr: child.stderr.take().map(|r| Box::new(r) as ExecReader),
+        child: Some(child),
+    })
+}
+
+/// The exec's exit code: what the helper reports as it ends (`ExecExited`), or, if it died
+/// without a word, its exit status when it is our child.
+async fn exit_code(control: OwnedFd, child: Option<tokio::process::Child>) -> i32 {
+    let reported = tokio::task::spawn_blocking(move || {
+        loop {
+            match sync::recv(control.as_fd()) {
+                Ok(Some((SyncMsg::ExecExited { code }, _))) => return Some(code),
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    match (reported, child) {
+        (Some(code), _) => code,
+        (None, Some(mut c)) => match c.wait().await {
+            Ok(s) => s.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(9)
+            }),
+            Err(_) => 126,
+        },
+        (None, None) => 126,
+    }
 }
 
 async fn start(
@@ -240,14 +366,20 @@ async fn start(
         &c.record,
         &[("execID", e.id.clone())],
     );
+    // The control socket: resizes go out on one copy, the exit code comes in on another.
+    let control = l
+        .control
+        .try_clone()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     if let Ok(mut st) = e.state.lock() {
         st.pid = l.pid;
-        st.control = Some(std::os::unix::net::UnixStream::from(l.control));
+        st.control = Some(std::os::unix::net::UnixStream::from(control));
     }
+    let child = l.child.take();
     if detach {
         let e2 = e.clone();
         tokio::spawn(async move {
-            let _ = l.child.wait().await;
+            let _ = exit_code(l.control, child).await;
             if let Ok(mut st) = e2.state.lock() {
                 st.running = false;
             }
@@ -258,7 +390,7 @@ async fn start(
         return Ok(StatusCode::OK.into_response());
     }
     let (out_tx, out_rx) = mpsc::channel::<(u8, Vec<u8>)>(64);
-    let stdin_tx: Option<InTx> = l.child.stdin.take().map(|mut w| {
+    let stdin_tx: Option<InTx> = l.stdin.take().map(|mut w| {
         let (tx, mut rx) = mpsc::channel::<Option<Vec<u8>>>(16);
         tokio::spawn(async move {
             while let Some(Some(chunk)) = rx.recv().await {
@@ -270,8 +402,8 @@ async fn start(
         });
         tx
     });
-    let stdout = l.child.stdout.take();
-    let stderr = l.child.stderr.take();
+    let stdout = l.stdout.take();
+    let stderr = l.stderr.take();
     let failure = l.failure.take();
     let e2 = e.clone();
     tokio::spawn(async move {
@@ -283,13 +415,10 @@ async fn start(
         let a = copy_out(stdout, 1, out_tx.clone(), e2.attach_stdout || tty);
         let b = copy_out(stderr, 2, out_tx.clone(), e2.attach_stderr);
         tokio::join!(a, b);
-        let status = l.child.wait().await;
-        let code = match (&failure, status) {
-            (Some((_, code)), _) => *code,
-            (None, Ok(s)) => s.code().unwrap_or_else(|| {
-                128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(9)
-            }),
-            (None, Err(_)) => 126,
+        let status = exit_code(l.control, child).await;
+        let code = match &failure {
+            Some((_, code)) => *code,
+            None => status,
         };
         // ExitCode is set before the stream closes: the CLI asks for it right after.
         if let Ok(mut st) = e2.state.lock() {

@@ -56,7 +56,16 @@ pub fn main() -> ! {
         &control,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     );
-    let code = match run(&control) {
+    let request = std::env::args().nth(2).unwrap_or_default();
+    serve(control, &request)
+}
+
+/// Runs the exec described by `request` (an [`ExecHelperRequest`] as JSON) with this
+/// process's stdio as the exec's, reports on `control`, and exits with the exec's code.
+/// Exec'd as `pelagos __exec`, or forked by the daemon's spawner.
+pub(crate) fn serve(control: OwnedFd, request: &str) -> ! {
+    let _ = nix::sys::prctl::set_name(c"pelagos-exec");
+    let code = match run(&control, request) {
         Ok(code) => code,
         Err(e) => {
             let (message, exit_code) = match e {
@@ -71,15 +80,17 @@ pub fn main() -> ! {
             exit_code
         }
     };
+    // The caller may not be our parent (a spawner forked us): it learns the code here.
+    let _ = sync::send(control.as_fd(), &SyncMsg::ExecExited { code }, None);
     std::process::exit(code)
 }
 
-fn run(control: &OwnedFd) -> crate::error::Result<i32> {
-    let arg = std::env::args()
-        .nth(2)
-        .ok_or_else(|| Error::invalid("exec helper: no request"))?;
+fn run(control: &OwnedFd, request: &str) -> crate::error::Result<i32> {
+    if request.is_empty() {
+        return Err(Error::invalid("exec helper: no request"));
+    }
     let req: ExecHelperRequest =
-        serde_json::from_str(&arg).map_err(|e| Error::invalid(format!("exec helper: {e}")))?;
+        serde_json::from_str(request).map_err(|e| Error::invalid(format!("exec helper: {e}")))?;
     let engine = Engine::open(req.roots.clone())?;
     // The exec child is forked here, while this process is still single-threaded.
     let p = exec::start(&engine, &req.container, &req.opts)?;

@@ -9,8 +9,10 @@
 //!                          (writes 0 to each hierarchy's `tasks`), then may unshare
 //!   I2 init -> monitor     `PtyMaster` [+ fd: the pty master], only with a TTY
 //!   I3 init -> monitor     `ExecFailed { .. }`; or EOF, which means execve succeeded
-//! Daemon <-> its monitor spawner: F1 `ForkMonitor` [+ fd: the monitor's start channel];
-//! see `spawner`.
+//! Daemon <-> its monitor spawner: F1 `ForkMonitor` [+ fd: the monitor's start channel],
+//! F2 `ForkExecHelper` [+ fds: control socket, stdout, stderr, stdin]; see `spawner`.
+//! Exec helper -> its caller, on the control socket: `Started` | `ExecFailed`, then
+//! `ExecExited { code }` as the helper ends.
 //! On cgroup v1 hosts the init consumes I1 only after its mounts (just before pivot_root),
 //! so the slow v1 migration overlaps with mount work; I2 may then be sent before I1 is read.
 //!
@@ -33,6 +35,8 @@ pub enum SyncMsg {
     PtyMaster,
     ExecFailed { message: String, exit_code: i32 },
     ForkMonitor,
+    ForkExecHelper { request: String },
+    ExecExited { code: i32 },
 }
 
 const MAX_FRAME: usize = 16 << 20;
@@ -50,16 +54,24 @@ pub fn channel() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 pub fn send(sock: BorrowedFd<'_>, msg: &SyncMsg, fd: Option<RawFd>) -> Result<()> {
+    send_fds(sock, msg, fd.as_slice())
+}
+
+/// Sends one frame with up to [`MAX_FDS`] descriptors.
+pub fn send_fds(sock: BorrowedFd<'_>, msg: &SyncMsg, fds: &[RawFd]) -> Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(Error::Internal(format!(
+            "sync: {} fds in one frame",
+            fds.len()
+        )));
+    }
     let body = serde_json::to_vec(msg).map_err(|e| Error::Internal(e.to_string()))?;
     let len = (body.len() as u32).to_le_bytes();
     let iov = [IoSlice::new(&len), IoSlice::new(&body)];
-    let fds;
-    let cmsgs: Vec<ControlMessage> = match fd {
-        Some(f) => {
-            fds = [f];
-            vec![ControlMessage::ScmRights(&fds)]
-        }
-        None => vec![],
+    let cmsgs: Vec<ControlMessage> = if fds.is_empty() {
+        vec![]
+    } else {
+        vec![ControlMessage::ScmRights(fds)]
     };
     let mut sent = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None)
         .map_err(|e| Error::io("sync: send", e.into()))?;
@@ -76,11 +88,19 @@ pub fn send(sock: BorrowedFd<'_>, msg: &SyncMsg, fd: Option<RawFd>) -> Result<()
 
 /// Receives one frame. `Ok(None)` means the peer closed the channel (EOF).
 pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<(SyncMsg, Option<OwnedFd>)>> {
+    Ok(recv_fds(sock)?.map(|(m, fds)| (m, fds.into_iter().next())))
+}
+
+/// The most descriptors one frame carries (an exec helper's control socket and stdio).
+pub const MAX_FDS: usize = 4;
+
+/// Receives one frame and every descriptor that came with it, in order.
+pub fn recv_fds(sock: BorrowedFd<'_>) -> Result<Option<(SyncMsg, Vec<OwnedFd>)>> {
     let mut len = [0u8; 4];
-    let mut got_fd: Option<OwnedFd> = None;
+    let mut got_fds: Vec<OwnedFd> = Vec::new();
     let mut have = 0usize;
     while have < 4 {
-        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut iov = [IoSliceMut::new(&mut len[have..])];
         let msg = recvmsg::<()>(
             sock.as_raw_fd(),
@@ -95,8 +115,7 @@ pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<(SyncMsg, Option<OwnedFd>)>> 
                 if let ControlMessageOwned::ScmRights(fds) = c {
                     for f in fds {
                         // SAFETY: the kernel just gave us this fd; we own it now.
-                        let owned = unsafe { OwnedFd::from_raw_fd(f) };
-                        got_fd.get_or_insert(owned);
+                        got_fds.push(unsafe { OwnedFd::from_raw_fd(f) });
                     }
                 }
             }
@@ -125,5 +144,5 @@ pub fn recv(sock: BorrowedFd<'_>) -> Result<Option<(SyncMsg, Option<OwnedFd>)>> 
     }
     let msg = serde_json::from_slice(&body)
         .map_err(|e| Error::Internal(format!("sync: bad frame: {e}")))?;
-    Ok(Some((msg, got_fd)))
+    Ok(Some((msg, got_fds)))
 }
