@@ -2133,7 +2133,10 @@ fn container_network_namespaces_come_from_the_daemons_pool() {
         }),
         "the daemon keeps two namespaces ready: {ready:?}"
     );
-    assert!(ready.iter().all(|n| *n != host.display().to_string()));
+    assert!(
+        ready.iter().all(|n| *n != host.display().to_string()),
+        "a ready namespace is the host's: {ready:?}"
+    );
     d.ok(&["run", "-d", "--name", "pooled", "busybox", "sleep", "600"]);
     let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", "pooled"]);
     let ns = std::fs::read_link(format!("/proc/{}/ns/net", pid.trim()))
@@ -2149,6 +2152,54 @@ fn container_network_namespaces_come_from_the_daemons_pool() {
         now.len() == 2 && !now.contains(&ns)
     }));
     d.ok(&["rm", "-f", "pooled"]);
+}
+
+/// The options of a container's root mount, from its init's mountinfo.
+fn root_mount_options(d: &Daemon, name: &str) -> String {
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", name]);
+    let info = std::fs::read_to_string(format!("/proc/{}/mountinfo", pid.trim())).unwrap();
+    info.lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn rm_containers_are_volatile_and_survive_a_restart() {
+    let Some(d) = Daemon::start() else { return };
+    d.ok(&["run", "-d", "--name", "kept", "busybox", "sleep", "600"]);
+    let opts = root_mount_options(&d, "kept");
+    assert!(!opts.contains("volatile"), "{opts}");
+    d.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "gone",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run >> /runs; exec sleep 600",
+    ]);
+    // Its layer is thrown away at exit: no syncs, like podman's --rm.
+    let opts = root_mount_options(&d, "gone");
+    assert!(opts.contains("volatile"), "{opts}");
+    // Docker starts an --rm container again on restart, writable layer and all.
+    d.ok(&["restart", "-t", "1", "gone"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", "gone"]).trim(),
+        "running"
+    );
+    assert!(poll_until(Duration::from_secs(5), || {
+        d.docker(&["exec", "gone", "cat", "/runs"]).stdout == "run\nrun\n"
+    }));
+    // A stop is its end.
+    d.ok(&["stop", "-t", "1", "gone"]);
+    assert!(poll_until(Duration::from_secs(5), || d
+        .docker(&["inspect", "gone"])
+        .code
+        != 0));
+    d.ok(&["rm", "-f", "kept"]);
 }
 
 #[test]

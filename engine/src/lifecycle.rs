@@ -302,6 +302,7 @@ impl Engine {
         // A start after an exit begins a new run: reset what the last run recorded.
         let p = self.paths(&id);
         crate::runtime::restart::clear_stop_mark(&p);
+        crate::runtime::restart::clear_restart_mark(&p);
         std::fs::create_dir_all(&p.run_dir).map_err(|e| Error::path(&p.run_dir, e))?;
         let spec_bytes =
             serde_json::to_vec(&req.spec).map_err(|e| Error::Internal(e.to_string()))?;
@@ -600,6 +601,9 @@ impl Engine {
                 lowers: r.layers.iter().rev().map(PathBuf::from).collect(),
                 upper: p.upper(),
                 work: p.work(),
+                // Its writable layer goes when it exits: every exit would otherwise sync
+                // the whole filesystem under it (the overlay's unmount syncs the upper).
+                volatile: r.host_config.auto_remove,
             },
         };
         let passwd = runtime::user::read_rootfs_file(&plan, "etc/passwd");
@@ -713,6 +717,19 @@ impl Engine {
     }
 
     /// Docker's stop: the stop signal, then SIGKILL after the timeout; waits for the exit.
+    /// The stop half of a restart: like `stop`, but an `--rm` container's monitor keeps the
+    /// container through this exit (Docker starts it again). The next `start` clears that.
+    pub fn stop_for_restart(&self, what: &str, timeout: Option<i64>) -> Result<()> {
+        let id = self.containers.resolve(what)?;
+        let p = self.paths(&id);
+        crate::runtime::restart::mark_restarting(&p);
+        let stopped = self.stop(&id, timeout);
+        if matches!(stopped, Err(ref e) if !matches!(e, Error::NotModified(..))) {
+            crate::runtime::restart::clear_restart_mark(&p);
+        }
+        stopped
+    }
+
     pub fn stop(&self, what: &str, timeout: Option<i64>) -> Result<()> {
         let c = self.containers.lookup(what)?;
         if !c.state.is_running() {
@@ -779,12 +796,13 @@ impl Engine {
     }
 
     pub fn restart(&self, what: &str, timeout: Option<i64>) -> Result<()> {
-        match self.stop(what, timeout) {
+        let id = self.containers.resolve(what)?;
+        match self.stop_for_restart(&id, timeout) {
             Ok(()) | Err(Error::NotModified(..)) => {}
             Err(e) => return Err(e),
         }
-        self.start(what, None)?;
-        if let Ok(c) = self.containers.lookup(what) {
+        self.start(&id, None)?;
+        if let Ok(c) = self.containers.lookup(&id) {
             self.containers
                 .journal()
                 .container("restart", &c.record, &[]);

@@ -349,21 +349,21 @@ pub fn enable_netns_pool(size: usize) {
 /// Starts a thread that makes a fresh namespace, joins the pool once it is ready, and then
 /// runs the one job it is given.
 fn park_fresh_netns() {
-    let spawned = std::thread::Builder::new()
-        .name("netns-pool".into())
-        .spawn(|| {
-            let Ok((host, ns, ns_fd)) = enter_fresh_netns() else {
-                return;
-            };
-            let (tx, rx) = std::sync::mpsc::sync_channel::<FreshJob>(1);
-            match POOL.lock() {
-                Ok(mut p) if p.ready.len() < p.size => p.ready.push(tx),
-                _ => return,
-            }
-            if let Ok(job) = rx.recv() {
-                job(Ok((&host, &ns, &ns_fd)));
-            }
-        });
+    let spawned = std::thread::Builder::new().name("netns".into()).spawn(|| {
+        let Ok((host, ns, ns_fd)) = enter_fresh_netns() else {
+            return;
+        };
+        // Shows which threads hold a ready namespace.
+        let _ = nix::sys::prctl::set_name(c"netns-pool");
+        let (tx, rx) = std::sync::mpsc::sync_channel::<FreshJob>(1);
+        match POOL.lock() {
+            Ok(mut p) if p.ready.len() < p.size => p.ready.push(tx),
+            _ => return,
+        }
+        if let Ok(job) = rx.recv() {
+            job(Ok((&host, &ns, &ns_fd)));
+        }
+    });
     if let Err(e) = spawned {
         tracing::debug!("netns pool thread: {e}");
     }

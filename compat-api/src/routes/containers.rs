@@ -319,7 +319,7 @@ async fn restart(
         supervise::ensure_watched(&d, &c.record.id).await;
         let d2 = d.clone();
         let cid = c.record.id.clone();
-        match blocking(move || d2.engine.stop(&cid, timeout)).await {
+        match blocking(move || d2.engine.stop_for_restart(&cid, timeout)).await {
             Ok(()) => {}
             Err(e) if e.kind == ErrorKind::NotModified => {}
             Err(e) => return Err(e),

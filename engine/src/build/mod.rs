@@ -188,7 +188,8 @@ impl Overlay {
             std::fs::create_dir_all(&empty).map_err(|e| Error::path(&empty, e))?;
             lowers.push(empty);
         }
-        crate::runtime::rootfs::mount_overlay(&lowers, &upper, &wdir, &merged)?;
+        // Scratch layers: nothing to sync, ever (the result is committed as a tar).
+        crate::runtime::rootfs::mount_overlay(&lowers, &upper, &wdir, &merged, true)?;
         Ok(Overlay { merged, upper })
     }
 }

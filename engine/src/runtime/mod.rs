@@ -28,6 +28,10 @@ pub enum RootfsPlan {
         lowers: Vec<PathBuf>,
         upper: PathBuf,
         work: PathBuf,
+        /// overlayfs' `volatile`: no syncs of the upper layer, for a container whose files
+        /// are thrown away anyway (`--rm`), as podman and CRI-O do.
+        #[serde(default)]
+        volatile: bool,
     },
     /// `--rootfs DIR`: a plain directory, bind-mounted.
     Dir(PathBuf),

@@ -898,7 +898,8 @@ fn finish_run(
     // an auto-remove's `destroy` and before clients hear of it.
     publish_die(req, code);
     // Like `docker run --rm`, the attached client returns only once the container is gone.
-    if end == RunEnd::Exited && req.auto_remove {
+    // Not when `restart` stopped it: Docker starts an `--rm` container again.
+    if end == RunEnd::Exited && req.auto_remove && !super::restart::restarting(paths) {
         let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.net, &req.id);
     }
     let frame = encode(FrameKind::Exit, &code.to_be_bytes());

@@ -107,6 +107,24 @@ pub fn stopped_by_user(paths: &ContainerPaths) -> bool {
     stop_mark(paths).exists()
 }
 
+/// The mark `restart` leaves before it stops the container: this exit is not the end of
+/// an `--rm` container, which Docker keeps and starts again. `start` clears it.
+fn restart_mark(paths: &ContainerPaths) -> PathBuf {
+    paths.dir.join("restarting")
+}
+
+pub fn mark_restarting(paths: &ContainerPaths) {
+    let _ = std::fs::write(restart_mark(paths), b"");
+}
+
+pub fn clear_restart_mark(paths: &ContainerPaths) {
+    let _ = std::fs::remove_file(restart_mark(paths));
+}
+
+pub fn restarting(paths: &ContainerPaths) -> bool {
+    restart_mark(paths).exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,7 +48,8 @@ pub fn mount_rootfs(plan: &RootfsPlan, target: &Path) -> Result<()> {
             lowers,
             upper,
             work,
-        } => mount_overlay(lowers, upper, work, target),
+            volatile,
+        } => mount_overlay(lowers, upper, work, target, *volatile),
     }
 }
 
@@ -56,13 +57,28 @@ pub fn mount_rootfs(plan: &RootfsPlan, target: &Path) -> Result<()> {
 /// 6.8+), so images with hundreds of layers never hit the one-page limit of the legacy
 /// option string; older kernels get the legacy string built from paths relative to the
 /// layers' common parent, which fits about 60 layers.
+///
+/// `volatile` (only for layers that are thrown away: `--rm` containers, build steps) skips
+/// every sync of the upper layer, including the one at unmount, which syncs the whole
+/// filesystem the upper lives on. Such a mount leaves `work/incompat/volatile` behind and
+/// overlayfs refuses to mount that work directory again until it is gone; for a
+/// disposable layer, being mounted again in the same boot (`docker restart` of an `--rm`
+/// container), it is removed first. The legacy path mounts without it.
 pub(crate) fn mount_overlay(
     lowers: &[PathBuf],
     upper: &Path,
     work: &Path,
     target: &Path,
+    volatile: bool,
 ) -> Result<()> {
-    match mount_overlay_fsconfig(lowers, upper, work, target) {
+    if volatile {
+        let mark = work.join("work/incompat/volatile");
+        let _ = std::fs::remove_dir_all(&mark);
+        if let Some(incompat) = mark.parent() {
+            let _ = std::fs::remove_dir(incompat);
+        }
+    }
+    match mount_overlay_fsconfig(lowers, upper, work, target, volatile) {
         Ok(()) => Ok(()),
         Err(FsConfigError::Unsupported) => mount_overlay_legacy(lowers, upper, work, target),
         Err(FsConfigError::Failed(e)) => Err(e),
@@ -79,6 +95,7 @@ fn mount_overlay_fsconfig(
     upper: &Path,
     work: &Path,
     target: &Path,
+    volatile: bool,
 ) -> Result<(), FsConfigError> {
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
@@ -129,6 +146,21 @@ fn mount_overlay_fsconfig(
     // Docker's defaults: no inode index (it breaks reusing lowers across containers).
     let off = cstr("off")?;
     let _ = set("index", &off, false);
+    if volatile {
+        const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+        let key = cstr("volatile")?;
+        // SAFETY: a flag key takes no value; a kernel without it refuses, which we accept.
+        unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs_fd.as_raw_fd(),
+                FSCONFIG_SET_FLAG,
+                key.as_ptr(),
+                std::ptr::null::<libc::c_char>(),
+                0,
+            )
+        };
+    }
     let rc = unsafe {
         libc::syscall(
             libc::SYS_fsconfig,
