@@ -2202,6 +2202,46 @@ fn rm_containers_are_volatile_and_survive_a_restart() {
     d.ok(&["rm", "-f", "kept"]);
 }
 
+/// Directories of removed containers not deleted yet.
+fn being_removed(d: &Daemon) -> Vec<String> {
+    std::fs::read_dir(d.p.data.join("containers"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(".removing-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn removed_containers_files_are_deleted_even_when_the_daemon_stops_at_once() {
+    let Some(mut d) = Daemon::start() else { return };
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            d.ok(&["create", "--name", &format!("del{i}"), "busybox", "true"])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    d.ok(&["rm", "del0"]);
+    assert!(!d.p.container_dirs().contains(&ids[0]));
+    assert!(
+        poll_until(Duration::from_secs(5), || being_removed(&d).is_empty()),
+        "{:?}",
+        being_removed(&d)
+    );
+    // What is still queued when the daemon gets SIGTERM is deleted before it exits.
+    d.ok(&["rm", "del1", "del2", "del3", "del4"]);
+    d.stop();
+    assert!(being_removed(&d).is_empty(), "{:?}", being_removed(&d));
+    assert!(
+        d.p.container_dirs().is_empty(),
+        "{:?}",
+        d.p.container_dirs()
+    );
+}
+
 #[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };

@@ -86,6 +86,8 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
         engine::runtime::spawner::install();
         // And each start's network namespace is made ahead of time.
         network::netlink::enable_netns_pool(NETNS_POOL);
+        // Removed containers' files are deleted off the request path.
+        engine::store::remove_in_background(&d.roots);
         if d.roots.data.join("networks").exists()
             && let Err(e) = d.engine.networks().and_then(|n| Ok(n.sync_firewall()?))
         {
@@ -166,5 +168,9 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
     if cfg.hosts.is_empty() {
         let _ = std::fs::remove_file(config::DEFAULT_SOCKET);
     }
+    // Removed containers' files still queued are deleted before we go.
+    tokio::task::spawn_blocking(engine::store::finish_background_removals)
+        .await
+        .ok();
     Ok(())
 }

@@ -11,7 +11,82 @@ use crate::paths::{ContainerPaths, Roots};
 use crate::state::ContainerState;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc::Sender;
+
+/// Where a removed container's directory goes to be deleted off the caller's path, once the
+/// daemon installs it ([`remove_in_background`]); without it (the CLI, monitors) it is
+/// deleted in place.
+static REMOVER: Mutex<Option<Sender<PathBuf>>> = Mutex::new(None);
+/// The remover thread, joined by [`finish_background_removals`].
+static REMOVER_THREAD: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+
+/// A removed container is gone the moment its directory is renamed away and its name
+/// released; deleting its files (an upper layer can be large; a small one is still a dozen
+/// unlinks on the request's path) happens on a thread of this process from now on. The
+/// thread first deletes what a crash left renamed but not deleted.
+pub fn remove_in_background(roots: &Roots) {
+    let Ok(mut remover) = REMOVER.lock() else {
+        return;
+    };
+    if remover.is_some() {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<PathBuf>();
+    let containers = roots.containers_dir();
+    let spawned = std::thread::Builder::new()
+        .name("remover".into())
+        .spawn(move || {
+            sweep_removed(&containers);
+            for doomed in rx {
+                if let Err(e) = remove_dir_all_if_exists(&doomed) {
+                    tracing::warn!("remove {}: {e}", doomed.display());
+                }
+            }
+        });
+    match spawned {
+        Ok(t) => {
+            *remover = Some(tx);
+            if let Ok(mut slot) = REMOVER_THREAD.lock() {
+                *slot = Some(t);
+            }
+        }
+        Err(e) => tracing::warn!("container remover thread: {e}"),
+    }
+}
+
+/// Deletes what is still queued and stops the remover (the daemon, as it exits).
+pub fn finish_background_removals() {
+    if let Ok(mut r) = REMOVER.lock() {
+        r.take();
+    }
+    let thread = REMOVER_THREAD.lock().ok().and_then(|mut t| t.take());
+    if let Some(t) = thread {
+        let _ = t.join();
+    }
+}
+
+/// Deletes `.removing-*` directories renamed away over a minute ago: a process that died
+/// between the rename and the end of the deletion left them. Younger ones may still be
+/// being deleted by whoever renamed them.
+fn sweep_removed(containers: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = fs::read_dir(containers) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for e in entries.flatten() {
+        let stale = e.file_name().to_string_lossy().starts_with(".removing-")
+            // The rename set the directory's ctime.
+            && e.metadata().is_ok_and(|m| m.is_dir() && now - m.ctime() > 60);
+        if stale {
+            let _ = remove_dir_all_if_exists(&e.path());
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ContainerStore {
@@ -248,7 +323,16 @@ impl ContainerStore {
             Ok(()) => {
                 // Whoever renamed the record away removed the container: one `destroy`.
                 self.journal().container("destroy", record, &[]);
-                remove_dir_all_if_exists(&doomed)
+                let queued = REMOVER
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.as_ref().map(|tx| tx.send(doomed.clone()).is_ok()))
+                    .unwrap_or(false);
+                if queued {
+                    Ok(())
+                } else {
+                    remove_dir_all_if_exists(&doomed)
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::path(&p.dir, e)),
