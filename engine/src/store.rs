@@ -104,6 +104,13 @@ pub struct Container {
 
 impl ContainerStore {
     pub fn open(roots: &Roots) -> Result<Self> {
+        // The roots' own subdirectories (containers/, names/, net/, ...) spread too, so
+        // what we create never lands in a group another program just churned (the
+        // directory the roots live in, say /tmp after a test suite).
+        for root in [&roots.data, &roots.run] {
+            fs::create_dir_all(root).map_err(|e| Error::path(root, e))?;
+            crate::fsutil::spread_subdirectories(root);
+        }
         for d in [
             roots.containers_dir(),
             roots.names_dir(),
