@@ -301,8 +301,8 @@ impl Engine {
         };
         // A start after an exit begins a new run: reset what the last run recorded.
         let p = self.paths(&id);
-        crate::runtime::restart::clear_stop_mark(&p);
-        crate::runtime::restart::clear_restart_mark(&p);
+        crate::runtime::restart::STOPPED_BY_USER.clear(&p);
+        crate::runtime::restart::RESTARTING.clear(&p);
         std::fs::create_dir_all(&p.run_dir).map_err(|e| Error::path(&p.run_dir, e))?;
         let spec_bytes =
             serde_json::to_vec(&req.spec).map_err(|e| Error::Internal(e.to_string()))?;
@@ -685,7 +685,7 @@ impl Engine {
         // Killing with SIGKILL or the stop signal ends the restart policy, as in Docker.
         let stop_sig = parse_signal(c.record.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
         if sig == Signal::SIGKILL || sig == stop_sig {
-            crate::runtime::restart::mark_stopped_by_user(&self.paths(&c.record.id));
+            crate::runtime::restart::STOPPED_BY_USER.set(&self.paths(&c.record.id));
         }
         if c.state.pid <= 0 {
             // Between runs: the mark alone ends it; wait for the monitor to record that.
@@ -722,10 +722,10 @@ impl Engine {
     pub fn stop_for_restart(&self, what: &str, timeout: Option<i64>) -> Result<()> {
         let id = self.containers.resolve(what)?;
         let p = self.paths(&id);
-        crate::runtime::restart::mark_restarting(&p);
+        crate::runtime::restart::RESTARTING.set(&p);
         let stopped = self.stop(&id, timeout);
         if matches!(stopped, Err(ref e) if !matches!(e, Error::NotModified(..))) {
-            crate::runtime::restart::clear_restart_mark(&p);
+            crate::runtime::restart::RESTARTING.clear(&p);
         }
         stopped
     }
@@ -741,7 +741,7 @@ impl Engine {
             let _ = self.set_paused(&c, false);
         }
         // Before any signal: the exit it causes must not restart the container.
-        crate::runtime::restart::mark_stopped_by_user(&self.paths(&c.record.id));
+        crate::runtime::restart::STOPPED_BY_USER.set(&self.paths(&c.record.id));
         let monitor = MonitorHandle::open(&c.state);
         let stopped = || {
             self.containers.journal().container("stop", &c.record, &[]);
@@ -775,7 +775,7 @@ impl Engine {
         for c in self.containers.list()? {
             let st = &c.state;
             let ran_before = st.started_at != crate::state::ZERO_TIME;
-            let by_user = restart::stopped_by_user(&self.paths(&c.record.id));
+            let by_user = restart::STOPPED_BY_USER.is_set(&self.paths(&c.record.id));
             let policy = &c.record.host_config.restart_policy;
             if st.is_running()
                 || !ran_before
@@ -884,7 +884,7 @@ impl Engine {
             if c.state.status == Status::Paused {
                 let _ = self.set_paused(&c, false);
             }
-            crate::runtime::restart::mark_stopped_by_user(&self.paths(&c.record.id));
+            crate::runtime::restart::STOPPED_BY_USER.set(&self.paths(&c.record.id));
             let monitor = MonitorHandle::open(&c.state);
             if send_signal(c.state.pid, Signal::SIGKILL).is_ok() {
                 self.kill_event(&c, Signal::SIGKILL);

@@ -146,7 +146,12 @@ fn supervise_with_restarts(
         let restarts = c.state.restart_count;
         let policy = &c.record.host_config.restart_policy;
         if req.auto_remove
-            || !restart::should_restart(policy, code, restart::stopped_by_user(paths), restarts)
+            || !restart::should_restart(
+                policy,
+                code,
+                restart::STOPPED_BY_USER.is_set(paths),
+                restarts,
+            )
         {
             finish_run(req, paths, &cgroup, code, &mut clients, RunEnd::Exited);
             return Ok(());
@@ -228,7 +233,7 @@ fn wait_unless_stopped(paths: &ContainerPaths, wait: std::time::Duration) -> boo
         );
     }
     loop {
-        if super::restart::stopped_by_user(paths) || !paths.dir.exists() {
+        if super::restart::STOPPED_BY_USER.is_set(paths) || !paths.dir.exists() {
             return true;
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -899,7 +904,7 @@ fn finish_run(
     publish_die(req, code);
     // Like `docker run --rm`, the attached client returns only once the container is gone.
     // Not when `restart` stopped it: Docker starts an `--rm` container again.
-    if end == RunEnd::Exited && req.auto_remove && !super::restart::restarting(paths) {
+    if end == RunEnd::Exited && req.auto_remove && !super::restart::RESTARTING.is_set(paths) {
         let _ = crate::lifecycle::remove_after_exit(&req.roots, &req.net, &req.id);
     }
     let frame = encode(FrameKind::Exit, &code.to_be_bytes());

@@ -89,40 +89,33 @@ pub fn next_delay(last: Option<Duration>, ran_for: Duration) -> Duration {
     }
 }
 
-/// The mark `stop`, `kill` and `rm` leave for the monitor (and for `unless-stopped` at
-/// the next daemon start). Under the data root: it must outlive a reboot.
-pub fn stop_mark(paths: &ContainerPaths) -> PathBuf {
-    paths.dir.join("stopped-by-user")
-}
+/// A mark file in a container's directory, left for its monitor by another process. Under
+/// the data root: it must outlive a reboot.
+pub struct Mark(&'static str);
 
-pub fn mark_stopped_by_user(paths: &ContainerPaths) {
-    let _ = std::fs::write(stop_mark(paths), b"");
-}
+/// Left by `stop`, `kill` and `rm`: the exit they cause does not restart the container (nor
+/// does the next daemon start, for `unless-stopped`).
+pub const STOPPED_BY_USER: Mark = Mark("stopped-by-user");
+/// Left by `restart` before it stops the container: this exit is not the end of an `--rm`
+/// container, which Docker keeps and starts again.
+pub const RESTARTING: Mark = Mark("restarting");
 
-pub fn clear_stop_mark(paths: &ContainerPaths) {
-    let _ = std::fs::remove_file(stop_mark(paths));
-}
+impl Mark {
+    pub fn path(&self, paths: &ContainerPaths) -> PathBuf {
+        paths.dir.join(self.0)
+    }
 
-pub fn stopped_by_user(paths: &ContainerPaths) -> bool {
-    stop_mark(paths).exists()
-}
+    pub fn set(&self, paths: &ContainerPaths) {
+        let _ = std::fs::write(self.path(paths), b"");
+    }
 
-/// The mark `restart` leaves before it stops the container: this exit is not the end of
-/// an `--rm` container, which Docker keeps and starts again. `start` clears it.
-fn restart_mark(paths: &ContainerPaths) -> PathBuf {
-    paths.dir.join("restarting")
-}
+    pub fn clear(&self, paths: &ContainerPaths) {
+        let _ = std::fs::remove_file(self.path(paths));
+    }
 
-pub fn mark_restarting(paths: &ContainerPaths) {
-    let _ = std::fs::write(restart_mark(paths), b"");
-}
-
-pub fn clear_restart_mark(paths: &ContainerPaths) {
-    let _ = std::fs::remove_file(restart_mark(paths));
-}
-
-pub fn restarting(paths: &ContainerPaths) -> bool {
-    restart_mark(paths).exists()
+    pub fn is_set(&self, paths: &ContainerPaths) -> bool {
+        self.path(paths).exists()
+    }
 }
 
 #[cfg(test)]
