@@ -2243,6 +2243,27 @@ fn removed_containers_files_are_deleted_even_when_the_daemon_stops_at_once() {
 }
 
 #[test]
+fn a_stopping_daemon_leaves_a_newer_socket_on_its_path_alone() {
+    let Some(mut d) = Daemon::start() else { return };
+    // A daemon started on the same path while this one was stopping: its socket replaced
+    // ours, and must outlive our exit.
+    std::fs::remove_file(&d.sock).unwrap();
+    let newer = std::os::unix::net::UnixListener::bind(&d.sock).unwrap();
+    d.stop();
+    assert!(
+        d.sock.exists(),
+        "the stopping daemon removed a socket it did not own"
+    );
+    drop(newer);
+    // Its own socket a daemon does remove.
+    std::fs::remove_file(&d.sock).unwrap();
+    d.spawn();
+    assert!(d.pings());
+    d.stop();
+    assert!(!d.sock.exists());
+}
+
+#[test]
 fn socket_permissions() {
     let Some(d) = Daemon::start() else { return };
     use std::os::unix::fs::PermissionsExt;

@@ -21,6 +21,7 @@ pub use config::DaemonConfig;
 pub use error::{ApiError, status_for};
 pub use server::{API_VERSION, Listen, MIN_API_VERSION};
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 /// Why the daemon could not start or stopped.
@@ -109,10 +110,15 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
         cfg.hosts.clone()
     };
     let mut tasks = Vec::new();
+    // The Unix sockets this daemon bound, by inode.
+    let mut ours: Vec<(std::path::PathBuf, u64)> = Vec::new();
     for h in hosts {
         match h {
             Listen::Unix(path) => {
                 let l = config::bind_unix(&path, cfg.group.as_deref())?;
+                if let Ok(m) = std::fs::metadata(&path) {
+                    ours.push((path.clone(), m.ino()));
+                }
                 let app = app.clone();
                 tasks.push(tokio::spawn(async move {
                     loop {
@@ -160,13 +166,12 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
     for t in tasks {
         t.abort();
     }
-    for h in &cfg.hosts {
-        if let Listen::Unix(p) = h {
-            let _ = std::fs::remove_file(p);
+    // Only the sockets that are still ours: a daemon started on the same path while this
+    // one was stopping has bound a new socket there, which must survive our exit.
+    for (path, ino) in &ours {
+        if std::fs::metadata(path).is_ok_and(|m| m.ino() == *ino) {
+            let _ = std::fs::remove_file(path);
         }
-    }
-    if cfg.hosts.is_empty() {
-        let _ = std::fs::remove_file(config::DEFAULT_SOCKET);
     }
     // Removed containers' files still queued are deleted before we go.
     tokio::task::spawn_blocking(engine::store::finish_background_removals)
