@@ -280,8 +280,9 @@ fn exec_helper(
         .kill_on_drop(false);
     // SAFETY: the hook only runs dup2/fcntl (async-signal-safe) between fork and exec.
     unsafe {
-        cmd.pre_exec(engine::runtime::exec_helper::control_fd_hook(
+        cmd.pre_exec(sync::fd_at_hook(
             theirs.as_raw_fd(),
+            engine::runtime::exec_helper::CONTROL_FD,
         ));
     }
     let mut child = cmd

@@ -16,7 +16,7 @@ use crate::lifecycle::Engine;
 use crate::paths::Roots;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 /// The argument that turns the pelagos binary into an exec helper.
 pub const EXEC_HELPER_ARG: &str = "__exec";
@@ -28,24 +28,6 @@ pub struct ExecHelperRequest {
     pub roots: Roots,
     pub container: String,
     pub opts: ExecOptions,
-}
-
-/// The `pre_exec` hook that puts the caller's end of the control socket (`theirs`) at the
-/// helper's fd 3 without CLOEXEC. Only dup2/fcntl run between fork and exec
-/// (async-signal-safe), so it may be used from any process.
-pub fn control_fd_hook(theirs: RawFd) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
-    move || {
-        if theirs == CONTROL_FD {
-            // SAFETY: fcntl on a descriptor we own, between fork and exec.
-            if unsafe { libc::fcntl(CONTROL_FD, libc::F_SETFD, 0) } < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        // SAFETY: dup2 onto our own fd 3, between fork and exec.
-        } else if unsafe { libc::dup2(theirs, CONTROL_FD) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
 }
 
 /// Entry point of `pelagos __exec REQUEST_JSON`. Never returns.

@@ -243,7 +243,10 @@ fn probe(roots: &Roots, id: &str, cfg: &HealthConfig) -> HealthLog {
     use std::os::unix::process::CommandExt;
     // SAFETY: the hook only runs dup2/fcntl between fork and exec.
     unsafe {
-        cmd.pre_exec(super::exec_helper::control_fd_hook(theirs_raw));
+        cmd.pre_exec(super::sync::fd_at_hook(
+            theirs_raw,
+            super::exec_helper::CONTROL_FD,
+        ));
     }
     let mut child = match cmd.spawn() {
         Ok(c) => c,

@@ -24,26 +24,17 @@ pub fn monitor_exe() -> PathBuf {
 /// Execs `pelagos __monitor` with `theirs` at its fd 3 and waits for it to fork the real
 /// monitor and exit.
 fn exec_monitor(theirs: &OwnedFd) -> Result<()> {
-    let theirs_raw = theirs.as_raw_fd();
     let mut cmd = Command::new(monitor_exe());
     cmd.arg(MONITOR_ARG)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: only dup2 (async-signal-safe) between fork and exec; dup2 clears CLOEXEC on
-    // the new fd 3, which is where the monitor expects its start channel.
+    // SAFETY: the hook only runs dup2/fcntl (async-signal-safe) between fork and exec.
     unsafe {
-        cmd.pre_exec(move || {
-            let target = super::monitor::START_FD;
-            if theirs_raw == target {
-                if libc::fcntl(target, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(theirs_raw, target) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(sync::fd_at_hook(
+            theirs.as_raw_fd(),
+            super::monitor::START_FD,
+        ));
     }
     let mut child = cmd.spawn().map_err(|e| Error::io("spawn monitor", e))?;
     // The exec'd process forks the real monitor and exits at once.

@@ -76,7 +76,7 @@ fn launch() -> Result<Running> {
         .stderr(Stdio::null());
     // SAFETY: the hook only runs dup2/fcntl (async-signal-safe) between fork and exec.
     unsafe {
-        cmd.pre_exec(super::exec_helper::control_fd_hook(theirs.as_raw_fd()));
+        cmd.pre_exec(sync::fd_at_hook(theirs.as_raw_fd(), CHANNEL_FD));
     }
     let child = cmd
         .spawn()

@@ -53,6 +53,25 @@ pub fn channel() -> Result<(OwnedFd, OwnedFd)> {
     .map_err(|e| Error::io("socketpair", e.into()))
 }
 
+/// The `pre_exec` hook that puts one end of a channel (`fd`) at `target` in the exec'd
+/// process (a monitor's start channel, an exec helper's control socket, the spawner's
+/// channel: all fd 3), without CLOEXEC. Only dup2/fcntl run between fork and exec
+/// (async-signal-safe), so it may be used from any process.
+pub fn fd_at_hook(fd: RawFd, target: RawFd) -> impl FnMut() -> std::io::Result<()> + Send + Sync {
+    move || {
+        if fd == target {
+            // SAFETY: fcntl on a descriptor we own, between fork and exec.
+            if unsafe { libc::fcntl(target, libc::F_SETFD, 0) } < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        // SAFETY: dup2 onto a descriptor number of our own, between fork and exec.
+        } else if unsafe { libc::dup2(fd, target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
 pub fn send(sock: BorrowedFd<'_>, msg: &SyncMsg, fd: Option<RawFd>) -> Result<()> {
     send_fds(sock, msg, fd.as_slice())
 }
