@@ -2599,3 +2599,178 @@ fn hostile_bodies_and_tars_write_nothing_outside() {
     d.ok(&["rm", "hostile"]);
     assert!(d.pings());
 }
+
+#[test]
+fn filters_and_prunes_follow_docker_semantics() {
+    let Some(d) = Daemon::start() else { return };
+    let since = chrono::Utc::now().timestamp().to_string();
+    let names = |args: &[&str]| {
+        let mut v: Vec<String> = d.ok(args).lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    // Two compose-like projects: every `label` term must hold, as compose relies on.
+    for (name, project) in [("p1", "a"), ("p2", "b")] {
+        d.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-l",
+            &format!("project={project}"),
+            "-l",
+            "oneoff=False",
+            "busybox",
+            "sleep",
+            "60",
+        ]);
+    }
+    let f = [
+        "--filter",
+        "label=project=a",
+        "--filter",
+        "label=oneoff=False",
+    ];
+    let mut ps = vec!["ps", "-a", "--format", "{{.Names}}"];
+    ps.extend_from_slice(&f);
+    assert_eq!(names(&ps), ["p1"]);
+    let mut ev = vec![
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ];
+    ev.extend_from_slice(&f);
+    assert_eq!(replay(&d, &since, &ev).trim(), "p1");
+    // Names are regular expressions, with or without Docker's leading slash.
+    assert_eq!(
+        names(&["ps", "--filter", "name=^/p1$", "--format", "{{.Names}}"]),
+        ["p1"]
+    );
+    assert_eq!(
+        names(&["ps", "--filter", "name=^p", "--format", "{{.Names}}"]),
+        ["p1", "p2"]
+    );
+    // A limit lists stopped containers too; before/since name containers.
+    d.ok(&["create", "--name", "s1", "-l", "keep=1", "busybox", "true"]);
+    assert_eq!(names(&["ps", "-n", "1", "--format", "{{.Names}}"]), ["s1"]);
+    assert_eq!(names(&["ps", "-l", "--format", "{{.Names}}"]), ["s1"]);
+    assert_eq!(
+        names(&["ps", "-a", "--filter", "since=p1", "--format", "{{.Names}}"]),
+        ["p2", "s1"]
+    );
+    assert_eq!(
+        names(&[
+            "ps",
+            "-a",
+            "--filter",
+            "before=p2",
+            "--format",
+            "{{.Names}}"
+        ]),
+        ["p1"]
+    );
+    assert_eq!(d.docker(&["ps", "--filter", "since=nothing-here"]).code, 1);
+
+    // Container prune: an unknown key is refused, `until` and `label!` spare what they
+    // exclude.
+    d.ok(&["create", "--name", "s2", "busybox", "true"]);
+    let o = d.docker(&["container", "prune", "-f", "--filter", "foo=bar"]);
+    assert!(
+        o.code != 0 && o.stderr.contains("invalid filter 'foo'"),
+        "{}",
+        o.stderr
+    );
+    d.ok(&["container", "prune", "-f", "--filter", "until=1h"]);
+    assert_eq!(names(&["ps", "-a", "-q", "--filter", "name=^s"]).len(), 2);
+    d.ok(&["container", "prune", "-f", "--filter", "label!=keep"]);
+    assert_eq!(
+        names(&["ps", "-a", "--filter", "name=^s", "--format", "{{.Names}}"]),
+        ["s1"]
+    );
+    d.ok(&["rm", "-f", "p1", "p2", "s1"]);
+
+    // Images: labels are listed and filtered; a label-filtered prune (Ryuk's) removes
+    // only what carries the label.
+    d.ok(&["create", "--name", "base", "busybox", "true"]);
+    d.ok(&["commit", "-c", "LABEL sess=1", "base", "labeled:1"]);
+    d.ok(&["rm", "base"]);
+    let labeled = d.ok(&["images", "-q", "--filter", "label=sess=1"]);
+    assert_eq!(labeled.lines().count(), 1, "{labeled}");
+    assert_eq!(d.ok(&["images", "-q", "labeled:1"]), labeled);
+    assert_eq!(
+        d.ok(&["image", "inspect", "-f", "{{.Id}}", "labeled:1"])
+            .trim()
+            .len(),
+        71
+    );
+    let v = d
+        .json(
+            "GET",
+            "/images/json?filters=%7B%22label%22%3A%5B%22sess%3D1%22%5D%7D",
+            "",
+        )
+        .1;
+    assert_eq!(v[0]["Labels"]["sess"], "1");
+    assert_eq!(
+        d.ok(&["images", "-q", "--filter", "label=sess=2"]).trim(),
+        ""
+    );
+    assert_eq!(
+        d.ok(&[
+            "images",
+            "-q",
+            "--filter",
+            "since=busybox",
+            "--filter",
+            "label=sess"
+        ]),
+        labeled
+    );
+    d.ok(&[
+        "image",
+        "prune",
+        "-af",
+        "--filter",
+        "until=1h",
+        "--filter",
+        "label=sess=1",
+    ]);
+    assert_eq!(
+        d.ok(&["images", "-q", "labeled:1"]),
+        labeled,
+        "until=1h kept it"
+    );
+    d.ok(&["image", "prune", "-af", "--filter", "label=sess=1"]);
+    assert_eq!(d.ok(&["images", "-q", "labeled"]).trim(), "");
+    assert!(
+        !d.ok(&["images", "-q", "busybox"]).trim().is_empty(),
+        "busybox stays"
+    );
+
+    // Networks and volumes.
+    d.ok(&["network", "create", "--label", "grp=a", "n1"]);
+    d.ok(&["network", "create", "n2"]);
+    d.ok(&["network", "prune", "-f", "--filter", "label=grp=a"]);
+    let nets = names(&[
+        "network",
+        "ls",
+        "--filter",
+        "type=custom",
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert_eq!(nets, ["n2"]);
+    d.ok(&["network", "rm", "n2"]);
+    d.ok(&["volume", "create", "--label", "keep", "v1"]);
+    d.ok(&["volume", "create", "v2"]);
+    d.ok(&["volume", "prune", "-af", "--filter", "label!=keep"]);
+    assert_eq!(names(&["volume", "ls", "-q"]), ["v1"]);
+    let o = d.docker(&["volume", "prune", "-af", "--filter", "until=1h"]);
+    assert!(
+        o.code != 0 && o.stderr.contains("invalid filter 'until'"),
+        "{}",
+        o.stderr
+    );
+    d.ok(&["volume", "rm", "v1"]);
+}

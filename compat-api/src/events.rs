@@ -195,21 +195,19 @@ fn open_current(journal: &Journal) -> std::io::Result<std::fs::File> {
 pub fn matches(e: &Event, f: &BTreeMap<String, Vec<String>>) -> bool {
     f.iter().all(|(k, vals)| {
         vals.is_empty()
-            || vals.iter().any(|v| match k.as_str() {
-                "type" => &e.kind == v,
-                "event" => &e.action == v || e.action.split(':').next() == Some(v.as_str()),
-                "container" | "image" | "volume" | "network" => {
-                    (e.kind == *k || (k == "image" && e.kind == "container"))
-                        && (e.actor.id.starts_with(v.as_str())
-                            || e.actor.attributes.get("name") == Some(v)
-                            || (k == "image" && e.actor.attributes.get("image") == Some(v)))
-                }
-                "label" => match v.split_once('=') {
-                    Some((lk, lv)) => e.actor.attributes.get(lk).is_some_and(|x| x == lv),
-                    None => e.actor.attributes.contains_key(v.as_str()),
-                },
-                "scope" => &e.scope == v,
-                _ => true,
-            })
+            || (k == "label" && engine::filters::labels_match(vals, &e.actor.attributes))
+            || (k != "label"
+                && vals.iter().any(|v| match k.as_str() {
+                    "type" => &e.kind == v,
+                    "event" => &e.action == v || e.action.split(':').next() == Some(v.as_str()),
+                    "container" | "image" | "volume" | "network" => {
+                        (e.kind == *k || (k == "image" && e.kind == "container"))
+                            && (e.actor.id.starts_with(v.as_str())
+                                || e.actor.attributes.get("name") == Some(v)
+                                || (k == "image" && e.actor.attributes.get("image") == Some(v)))
+                    }
+                    "scope" => &e.scope == v,
+                    _ => true,
+                }))
     })
 }

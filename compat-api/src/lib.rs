@@ -9,6 +9,7 @@ pub mod config;
 mod error;
 mod events;
 mod params;
+mod prune_filter;
 mod registry_auth;
 mod routes;
 mod server;

@@ -133,15 +133,24 @@ pub fn human_duration(d: chrono::Duration) -> String {
     }
 }
 
-/// One `ps`/`containers/json` filter term (Docker ORs the values of one key and ANDs the
-/// keys). Unknown keys match nothing.
-pub fn filter_matches(c: &Container, key: &str, v: &str) -> bool {
+/// Whether a container passes a whole `ps`/`containers/json` filter set: Docker ANDs the
+/// keys and ORs the values of one key, except `label`, whose values must all hold.
+/// `before` and `since` name other containers, so callers apply them.
+pub fn passes_filters(c: &Container, f: &std::collections::BTreeMap<String, Vec<String>>) -> bool {
+    f.iter().all(|(key, vals)| {
+        vals.is_empty()
+            || if key == "label" {
+                crate::filters::labels_match(vals, &c.record.config.labels)
+            } else {
+                vals.iter().any(|v| filter_matches(c, key, v))
+            }
+    })
+}
+
+/// One `ps`/`containers/json` filter term other than `label`. Unknown keys match nothing.
+fn filter_matches(c: &Container, key: &str, v: &str) -> bool {
     match key {
-        "label" => match v.split_once('=') {
-            Some((lk, lv)) => c.record.config.labels.get(lk).is_some_and(|x| x == lv),
-            None => c.record.config.labels.contains_key(v),
-        },
-        "name" => c.record.name.contains(v.trim_start_matches('/')),
+        "name" => crate::filters::name_matches(v, &c.record.name),
         "status" => c.state.status.as_str() == v,
         "id" => c.record.id.starts_with(v),
         "exited" => {
@@ -162,7 +171,7 @@ pub fn filter_matches(c: &Container, key: &str, v: &str) -> bool {
             .mounts
             .iter()
             .any(|m| m.name == v || m.destination == v || m.source == v),
-        "before" | "since" => true,
+        "before" | "since" | "is-task" => true,
         _ => false,
     }
 }

@@ -10,6 +10,7 @@ pub mod cgroups;
 pub mod cgroups_glue;
 pub mod error;
 pub mod events;
+pub mod filters;
 pub mod fsutil;
 pub mod ids;
 pub mod inspect;

@@ -485,7 +485,8 @@ impl Engine {
 
     /// `network prune`: user networks without endpoints that no container (running or
     /// not) is configured for. Returns the removed networks' names.
-    pub fn network_prune(&self) -> Result<Vec<String>> {
+    /// Removes unused user networks that `admit` (prune filters) lets go.
+    pub fn network_prune(&self, admit: &dyn Fn(&network::Network) -> bool) -> Result<Vec<String>> {
         let nets = self.networks()?;
         let mut keep = std::collections::BTreeSet::new();
         for c in self.containers.list()? {
@@ -495,7 +496,7 @@ impl Engine {
                 }
             }
         }
-        let removed = nets.prune(&keep)?;
+        let removed = nets.prune(&keep, admit)?;
         for name in &removed {
             self.containers
                 .journal()

@@ -524,10 +524,17 @@ impl Networks {
 
     /// `network prune`: every user network without endpoints and not in `keep` (networks
     /// that stopped containers are configured for). Returns the removed names.
-    pub fn prune(&self, keep: &BTreeSet<String>) -> Result<Vec<String>> {
+    /// Removes the user networks no endpoint uses, that are not in `keep` and that
+    /// `admit` (the caller's prune filters) lets go.
+    pub fn prune(
+        &self,
+        keep: &BTreeSet<String>,
+        admit: &dyn Fn(&Network) -> bool,
+    ) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         for n in self.stored()? {
-            if n.is_default_bridge() || keep.contains(&n.id) || keep.contains(&n.name) {
+            if n.is_default_bridge() || keep.contains(&n.id) || keep.contains(&n.name) || !admit(&n)
+            {
                 continue;
             }
             if self.network_endpoints(&n.id)?.is_empty() && self.remove(&n.id).is_ok() {

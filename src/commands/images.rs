@@ -230,7 +230,7 @@ pub fn prune(ctx: &Ctx, a: ImagePruneArgs) -> CliResult<i32> {
     }
     let store = ctx.images()?;
     let user_of = image_users(ctx)?;
-    let pruned = store.prune(a.all, &user_of)?;
+    let pruned = store.prune(a.all, &user_of, &|_| true)?;
     if !pruned.removed.is_empty() {
         println!("Deleted Images:");
         for r in &pruned.removed {

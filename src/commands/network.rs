@@ -76,7 +76,7 @@ pub fn network(ctx: &Ctx, cmd: NetworkCommand) -> CliResult<i32> {
             Ok(code)
         }
         NetworkCommand::Prune { .. } => {
-            let removed = ctx.engine()?.network_prune()?;
+            let removed = ctx.engine()?.network_prune(&|_| true)?;
             if !removed.is_empty() {
                 println!("Deleted Networks:");
                 for n in removed {

@@ -7,11 +7,12 @@ use crate::format;
 use engine::store::Container;
 use serde_json::json;
 
-struct Filters(Vec<(String, String)>);
+/// `--filter key=value` flags, grouped by key as the API receives them.
+struct Filters(std::collections::BTreeMap<String, Vec<String>>);
 
 impl Filters {
     fn parse(raw: &[String]) -> CliResult<Self> {
-        let mut v = Vec::new();
+        let mut v: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for f in raw {
             let (k, val) = f.split_once('=').ok_or_else(|| {
                 CliError::Usage(format!("bad format of filter (expected name=value): {f}"))
@@ -20,21 +21,13 @@ impl Filters {
                 "label" | "name" | "status" | "id" | "exited" | "ancestor" => {}
                 other => return Err(CliError::Usage(format!("invalid filter '{other}'"))),
             }
-            v.push((k.to_string(), val.to_string()));
+            v.entry(k.to_string()).or_default().push(val.to_string());
         }
         Ok(Filters(v))
     }
 
-    /// Docker ANDs different keys and ORs values of the same key.
     fn matches(&self, c: &Container) -> bool {
-        let keys: std::collections::BTreeSet<&str> =
-            self.0.iter().map(|(k, _)| k.as_str()).collect();
-        keys.into_iter().all(|key| {
-            self.0
-                .iter()
-                .filter(|(k, _)| k == key)
-                .any(|(_, v)| engine::inspect::filter_matches(c, key, v))
-        })
+        engine::inspect::passes_filters(c, &self.0)
     }
 }
 

@@ -205,17 +205,27 @@ async fn list(State(d): State<AppState>, q: Params) -> ApiResult<Json<Vec<Value>
     let mut list = blocking(move || d2.engine.containers.list()).await?;
     // Newest first, like Docker.
     list.sort_by(|a, b| b.record.created.cmp(&a.record.created));
+    // `before`/`since` name a container (ID or name; 404 if there is none): only those
+    // created before (after) it are listed.
+    let mut created_before = i64::MAX;
+    let mut created_after = i64::MIN;
+    for (key, bound) in [
+        ("before", &mut created_before),
+        ("since", &mut created_after),
+    ] {
+        if let Some(v) = f.get(key).and_then(|v| v.last()) {
+            *bound = engine::filters::created_nanos(&lookup(&d, v).await?.record.created);
+        }
+    }
     let explicit_status = f.contains_key("status") || f.contains_key("exited");
     let out: Vec<Value> = list
         .iter()
-        .filter(|c| all || explicit_status || c.state.is_running())
+        // A limit lists stopped containers too (`docker ps -n 3`, `docker ps -l`).
+        .filter(|c| all || limit.is_some() || explicit_status || c.state.is_running())
+        .filter(|c| engine::inspect::passes_filters(c, &f))
         .filter(|c| {
-            f.iter().all(|(k, vals)| {
-                vals.is_empty()
-                    || vals
-                        .iter()
-                        .any(|v| engine::inspect::filter_matches(c, k, v) || k == "is-task")
-            })
+            let t = engine::filters::created_nanos(&c.record.created);
+            t < created_before && t > created_after
         })
         .take(limit.map_or(usize::MAX, |l| l as usize))
         .map(|c| {
@@ -508,7 +518,7 @@ async fn resize(
 }
 
 async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
-    let f = filters(&q)?;
+    let f = crate::prune_filter::PruneFilter::parse(&filters(&q)?, &[], true)?;
     let d2 = d.clone();
     let (deleted, reclaimed) = blocking(move || -> Result<_, ApiError> {
         let mut deleted = Vec::new();
@@ -517,11 +527,8 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
             if c.state.is_running() {
                 continue;
             }
-            let labels_ok = f.get("label").is_none_or(|ls| {
-                ls.iter()
-                    .all(|l| engine::inspect::filter_matches(&c, "label", l))
-            });
-            if !labels_ok {
+            let created = engine::filters::created_nanos(&c.record.created);
+            if !f.admits(&c.record.config.labels, created) {
                 continue;
             }
             let size = super::system::dir_size(&d2.engine.paths(&c.record.id).upper());

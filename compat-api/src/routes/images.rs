@@ -14,6 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get, post};
 use registry::{ImageRecord, Removed};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use tokio::sync::mpsc;
 
 pub fn routes() -> Router<AppState> {
@@ -28,7 +29,7 @@ pub fn routes() -> Router<AppState> {
         .route("/images/{*rest}", any(by_name))
 }
 
-fn list_entry(r: &ImageRecord, containers: usize) -> Value {
+fn list_entry(r: &ImageRecord, labels: &BTreeMap<String, String>, containers: usize) -> Value {
     json!({
         "Id": r.id.to_string(),
         "ParentId": "",
@@ -38,9 +39,69 @@ fn list_entry(r: &ImageRecord, containers: usize) -> Value {
         "Size": r.size,
         "SharedSize": -1,
         "VirtualSize": r.size,
-        "Labels": {},
+        "Labels": labels,
         "Containers": containers,
     })
+}
+
+/// The labels of an image's config (none if the config cannot be read).
+fn image_labels(images: &registry::ImageStore, r: &ImageRecord) -> BTreeMap<String, String> {
+    images
+        .config(r)
+        .map(|c| c.config.labels)
+        .unwrap_or_default()
+}
+
+fn created_nanos(r: &ImageRecord) -> i64 {
+    r.created.and_then(|c| c.timestamp_nanos_opt()).unwrap_or(0)
+}
+
+/// Docker's image-list filters, all of them resolved up front: `before`/`since` name an
+/// image (404 if there is none), `until` is a time.
+struct ListFilter {
+    terms: BTreeMap<String, Vec<String>>,
+    created_before: i64,
+    created_after: i64,
+}
+
+impl ListFilter {
+    fn parse(images: &registry::ImageStore, f: BTreeMap<String, Vec<String>>) -> ApiResult<Self> {
+        let mut created_before = i64::MAX;
+        let mut created_after = i64::MIN;
+        for (k, vals) in &f {
+            let Some(v) = vals.last() else { continue };
+            match k.as_str() {
+                "dangling" | "reference" | "label" => {}
+                "before" => created_before = created_nanos(&images.resolve(v)?),
+                "since" => created_after = created_nanos(&images.resolve(v)?),
+                "until" => {
+                    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+                    created_before = engine::filters::parse_time(v, now)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                }
+                other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+            }
+        }
+        Ok(ListFilter {
+            terms: f,
+            created_before,
+            created_after,
+        })
+    }
+
+    fn admits(&self, r: &ImageRecord, labels: &BTreeMap<String, String>) -> bool {
+        let t = created_nanos(r);
+        t < self.created_before
+            && t > self.created_after
+            && self.terms.iter().all(|(k, vals)| {
+                vals.is_empty()
+                    || if k == "label" {
+                        engine::filters::labels_match(vals, labels)
+                    } else {
+                        vals.iter().any(|v| image_matches(r, k, v))
+                    }
+            })
+    }
 }
 
 fn image_matches(r: &ImageRecord, k: &str, v: &str) -> bool {
@@ -77,25 +138,23 @@ async fn list(State(d): State<AppState>, q: Params) -> ApiResult<Json<Vec<Value>
     let f = filters(&q)?;
     let d2 = d.clone();
     let out = blocking(move || -> Result<Vec<Value>, ApiError> {
+        let f = ListFilter::parse(&d2.images, f)?;
         let containers = d2.engine.containers.list()?;
-        Ok(d2
-            .images
-            .list()?
-            .iter()
-            // Dangling images are listed too, as `<none>`: Docker hides only images with
-            // children (intermediate build images), and images here have none.
-            .filter(|r| {
-                f.iter()
-                    .all(|(k, vals)| vals.is_empty() || vals.iter().any(|v| image_matches(r, k, v)))
-            })
-            .map(|r| {
-                let n = containers
-                    .iter()
-                    .filter(|c| c.record.image == r.id.to_string())
-                    .count();
-                list_entry(r, n)
-            })
-            .collect())
+        let mut out = Vec::new();
+        // Dangling images are listed too, as `<none>`: Docker hides only images with
+        // children (intermediate build images), and images here have none.
+        for r in d2.images.list()? {
+            let labels = image_labels(&d2.images, &r);
+            if !f.admits(&r, &labels) {
+                continue;
+            }
+            let n = containers
+                .iter()
+                .filter(|c| c.record.image == r.id.to_string())
+                .count();
+            out.push(list_entry(&r, &labels, n));
+        }
+        Ok(out)
     })
     .await?;
     Ok(Json(out))
@@ -536,6 +595,7 @@ async fn load(State(d): State<AppState>, q: Params, req: Request) -> ApiResult<R
 
 async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     let f = filters(&q)?;
+    let admit = crate::prune_filter::PruneFilter::parse(&f, &["dangling"], true)?;
     // dangling=false means every unused image (`image prune -a`).
     let all = f
         .get("dangling")
@@ -553,7 +613,9 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
                     running: c.state.is_running(),
                 })
         };
-        Ok(d2.images.prune(all, &user_of)?)
+        let images = &d2.images;
+        let admit = |r: &ImageRecord| admit.admits(&image_labels(images, r), created_nanos(r));
+        Ok(images.prune(all, &user_of, &admit)?)
     })
     .await?;
     let deleted: Vec<Value> = pruned

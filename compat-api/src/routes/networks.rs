@@ -45,10 +45,7 @@ fn matches(n: &Network, f: &BTreeMap<String, Vec<String>>, in_use: bool) -> ApiR
             "id" => vals.iter().any(|v| n.id.starts_with(v.as_str())),
             "driver" => vals.iter().any(|v| &n.driver == v),
             "scope" => vals.iter().any(|v| &n.scope == v),
-            "label" => vals.iter().any(|v| match v.split_once('=') {
-                Some((lk, lv)) => n.labels.get(lk).is_some_and(|x| x == lv),
-                None => n.labels.contains_key(v.as_str()),
-            }),
+            "label" => engine::filters::labels_match(vals, &n.labels),
             "type" => vals.iter().try_fold(false, |acc, v| match v.as_str() {
                 "custom" => Ok(acc || !builtin(n)),
                 "builtin" => Ok(acc || builtin(n)),
@@ -267,12 +264,12 @@ async fn disconnect(
 }
 
 async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
-    if let Some(k) = filters(&q)?.keys().next() {
-        return Err(ApiError::bad_request(format!(
-            "network prune filter '{k}' is not supported yet"
-        )));
-    }
+    let f = crate::prune_filter::PruneFilter::parse(&filters(&q)?, &[], true)?;
     let d2 = d.clone();
-    let removed = blocking(move || d2.engine.network_prune()).await?;
+    let removed = blocking(move || {
+        d2.engine
+            .network_prune(&|n| f.admits(&n.labels, engine::filters::created_nanos(&n.created)))
+    })
+    .await?;
     Ok(Json(json!({"NetworksDeleted": removed})))
 }

@@ -44,16 +44,16 @@ fn matches(
 ) -> bool {
     f.iter().all(|(k, vals)| {
         vals.is_empty()
-            || vals.iter().any(|val| match k.as_str() {
-                "name" => v.name.contains(val.as_str()),
-                "driver" => &v.driver == val,
-                "label" => match val.split_once('=') {
-                    Some((lk, lv)) => v.labels.get(lk).is_some_and(|x| x == lv),
-                    None => v.labels.contains_key(val.as_str()),
-                },
-                "dangling" => dangling.is_none_or(|dg| dg != used),
-                _ => true,
-            })
+            || if k == "label" {
+                engine::filters::labels_match(vals, &v.labels)
+            } else {
+                vals.iter().any(|val| match k.as_str() {
+                    "name" => v.name.contains(val.as_str()),
+                    "driver" => &v.driver == val,
+                    "dangling" => dangling.is_none_or(|dg| dg != used),
+                    _ => true,
+                })
+            }
     })
 }
 
@@ -157,6 +157,7 @@ async fn remove(
 
 async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     let f = filters(&q)?;
+    let admit = crate::prune_filter::PruneFilter::parse(&f, &["all"], false)?;
     // API >= 1.42: only anonymous volumes unless all=true.
     let all = f
         .get("all")
@@ -177,9 +178,7 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
                     .iter()
                     .any(|m| m.kind == "volume" && m.name == v.name)
             });
-            let mut lf = f.clone();
-            lf.remove("all");
-            if used || !matches(&v, &lf, None, used) {
+            if used || !admit.admits(&v.labels, 0) {
                 continue;
             }
             let size = super::system::dir_size(std::path::Path::new(&v.mountpoint));

@@ -78,11 +78,20 @@ impl ImageStore {
     }
 
     /// Removes dangling images (with `all`: every image) that no container uses.
-    pub fn prune(&self, all: bool, user_of: &dyn Fn(&str) -> Option<ImageUser>) -> Result<Pruned> {
+    /// `admit` is the caller's prune filters (labels, age).
+    pub fn prune(
+        &self,
+        all: bool,
+        user_of: &dyn Fn(&str) -> Option<ImageUser>,
+        admit: &dyn Fn(&ImageRecord) -> bool,
+    ) -> Result<Pruned> {
         let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
         let mut out = Pruned::default();
         for rec in self.list()? {
-            if (!all && !rec.is_dangling()) || user_of(&rec.id.to_string()).is_some() {
+            if (!all && !rec.is_dangling())
+                || user_of(&rec.id.to_string()).is_some()
+                || !admit(&rec)
+            {
                 continue;
             }
             for l in &rec.layers {
