@@ -2642,6 +2642,18 @@ fn filters_and_prunes_follow_docker_semantics() {
     ];
     ev.extend_from_slice(&f);
     assert_eq!(replay(&d, &since, &ev).trim(), "p1");
+    // `until` alone replays everything buffered up to it.
+    let until = (chrono::Utc::now().timestamp() + 1).to_string();
+    let started = names(&[
+        "events",
+        "--until",
+        &until,
+        "--filter",
+        "event=start",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(started, ["p1", "p2"]);
     // Names are regular expressions, with or without Docker's leading slash.
     assert_eq!(
         names(&["ps", "--filter", "name=^/p1$", "--format", "{{.Names}}"]),

@@ -241,14 +241,18 @@ async fn events(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body
     // Subscribe before taking the backlog: nothing published in between is lost (a
     // duplicate is filtered out by its journal sequence number).
     let mut rx = d.events.subscribe();
-    let backlog: Vec<_> = match since {
-        Some(s) => d
-            .events
+    // Docker replays its buffer when either bound is given (`until` alone: everything
+    // buffered up to it).
+    let backlog: Vec<_> = if since.is_some() || until.is_some() {
+        let s = since.unwrap_or(i64::MIN);
+        d.events
             .backlog()
+            .await
             .into_iter()
             .filter(|e| e.time_nano >= s && until.is_none_or(|u| e.time_nano <= u))
-            .collect(),
-        None => Vec::new(),
+            .collect()
+    } else {
+        Vec::new()
     };
     let last_replayed = backlog.last().map(|e| e.seq).unwrap_or(0);
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(64);
