@@ -8,6 +8,7 @@ mod blocking;
 pub mod config;
 mod error;
 mod events;
+mod heap_trim;
 mod params;
 mod prune_filter;
 mod registry_auth;
@@ -60,6 +61,12 @@ pub fn run(cfg: DaemonConfig) -> Result<(), DaemonError> {
     // cost an EPIPE, not the daemon. Set before any thread exists.
     // SAFETY: setting a signal's disposition to ignore has no preconditions.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // glibc gives each thread that contends for the heap an arena of its own, up to 16
+    // here, and what a thread freed stays in its arena: after 8 concurrent clients ~4 MiB
+    // of free heap sat in a dozen arenas. Two hold it in far less, with no measurable
+    // loss of throughput (A/B, 8 workers). See also heap_trim.
+    // SAFETY: mallopt only changes allocator tuning; called before any thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     // Two workers are plenty: handlers either answer from disk quickly or wait; blocking
     // engine calls go to the blocking pool.
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -105,6 +112,7 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
         }
     });
     let app = routes::router(daemon.clone());
+    tokio::spawn(heap_trim::run());
     let hosts = if cfg.hosts.is_empty() {
         vec![Listen::Unix(config::DEFAULT_SOCKET.into())]
     } else {

@@ -82,6 +82,7 @@ fn add_headers(r: &mut Response<Body>) {
 }
 
 async fn handle(app: Router, mut req: Request<hyper::body::Incoming>) -> Response<Body> {
+    crate::heap_trim::note_request();
     let mut resp = match route_version(&mut req) {
         Err(msg) => {
             let mut r = Response::new(Body::from(msg));
