@@ -196,6 +196,7 @@ pub fn create_options(
         attach_stdout: c.attach_stdout.unwrap_or(false),
         attach_stderr: c.attach_stderr.unwrap_or(false),
         exposed_ports: unit_map(&c.exposed_ports),
+        on_build: c.on_build.clone().filter(|t| !t.is_empty()),
         tty: c.tty.unwrap_or(false),
         open_stdin: c.open_stdin.unwrap_or(false),
         stdin_once: c.stdin_once.unwrap_or(false),

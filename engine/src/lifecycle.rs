@@ -30,6 +30,7 @@ pub struct ImageDefaults {
     pub stop_signal: Option<String>,
     pub healthcheck: Option<serde_json::Value>,
     pub labels: BTreeMap<String, String>,
+    pub on_build: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -68,6 +69,7 @@ impl ImageInfo {
                     .healthcheck
                     .map(|h| serde_json::to_value(h).unwrap_or_default()),
                 labels: rc.labels,
+                on_build: rc.on_build,
             },
         })
     }
@@ -152,6 +154,9 @@ impl Engine {
         let mut ports = d.exposed_ports.clone();
         ports.extend(opts.config.exposed_ports.clone());
         c.exposed_ports = ports;
+        if c.on_build.is_none() {
+            c.on_build = d.on_build.clone().filter(|t| !t.is_empty());
+        }
         let mut vols = d.volumes.clone();
         vols.extend(opts.config.volumes.clone());
         c.volumes = vols;

@@ -16,6 +16,8 @@ pub struct ContainerConfig {
     pub attach_stdout: bool,
     pub attach_stderr: bool,
     pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    /// The image's ONBUILD triggers, carried as Docker carries them (null when none).
+    pub on_build: Option<Vec<String>>,
     pub tty: bool,
     pub open_stdin: bool,
     pub stdin_once: bool,

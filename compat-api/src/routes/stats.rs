@@ -90,6 +90,40 @@ fn cpu_json(s: Option<&CgroupStats>, system: u64, ncpu: usize) -> Value {
     }
 }
 
+/// Docker's `networks`: each interface of the container's network namespace but `lo`,
+/// from the kernel's counters as its init sees them. None without a namespace of its own
+/// (host mode shares the host's, and Docker leaves the key out there too).
+fn networks_json(c: &Container) -> Option<Value> {
+    if !c.state.is_running() || c.record.host_config.network_mode == "host" {
+        return None;
+    }
+    let dev = std::fs::read_to_string(format!("/proc/{}/net/dev", c.state.pid)).ok()?;
+    let mut out = serde_json::Map::new();
+    // Two header lines, then `name: rx bytes packets errs drop fifo frame compressed
+    // multicast tx bytes packets errs drop ...`.
+    for line in dev.lines().skip(2) {
+        let Some((name, counters)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let n: Vec<u64> = counters
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        if name == "lo" || n.len() < 12 {
+            continue;
+        }
+        out.insert(
+            name.to_string(),
+            json!({
+                "rx_bytes": n[0], "rx_packets": n[1], "rx_errors": n[2], "rx_dropped": n[3],
+                "tx_bytes": n[8], "tx_packets": n[9], "tx_errors": n[10], "tx_dropped": n[11],
+            }),
+        );
+    }
+    (!out.is_empty()).then_some(Value::Object(out))
+}
+
 fn sample(c: &Container) -> (Option<CgroupStats>, u64) {
     let s = ContainerCgroup::from_state(&c.state)
         .ok()
@@ -119,7 +153,7 @@ fn stats_json(
             "limit": limit,
         })
     });
-    json!({
+    let mut v = json!({
         "read": now,
         "preread": pre_read,
         "pids_stats": cur.0.as_ref().map_or(json!({}), |s| json!({"current": s.pids.current, "limit": s.pids.limit})),
@@ -134,7 +168,13 @@ fn stats_json(
         "memory_stats": mem.unwrap_or_else(|| json!({})),
         "name": format!("/{}", c.record.name),
         "id": c.record.id,
-    })
+    });
+    if cur.0.is_some()
+        && let Some(n) = networks_json(c)
+    {
+        v["networks"] = n;
+    }
+    v
 }
 
 fn mem_total() -> u64 {
@@ -170,9 +210,9 @@ pub async fn stats(
             b
         };
         let running = c.state.is_running();
-        let mut pre = if running { sample(&c) } else { (None, 0) };
         let mut pre_read = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         if !stream {
+            let pre = if running { sample(&c) } else { (None, 0) };
             if !one_shot && running {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
@@ -182,8 +222,15 @@ pub async fn stats(
                 .await;
             return;
         }
+        // The first object goes out at once, with empty `precpu_stats` as Docker's does;
+        // then one a second.
+        let mut pre = (None, 0);
+        let mut first = true;
         loop {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            if !first {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            first = false;
             let cur = sample(&c);
             if tx
                 .send(Ok(line(stats_json(&c, &pre, &pre_read, &cur))))
