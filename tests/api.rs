@@ -552,6 +552,7 @@ fn cp_both_ways_and_before_start() {
     std::fs::write(dir.join("f.txt"), "content\n").unwrap();
     std::fs::create_dir_all(dir.join("tree/sub")).unwrap();
     std::fs::write(dir.join("tree/sub/y"), "y\n").unwrap();
+    std::os::unix::fs::symlink("sub/y", dir.join("tree/link")).unwrap();
     // Before start: goes into the writable layer.
     d.ok(&[
         "create",
@@ -572,6 +573,27 @@ fn cp_both_ways_and_before_start() {
         std::fs::read_to_string(dir.join("back/sub/y")).unwrap(),
         "y\n"
     );
+    // `/dir/.` copies the directory's contents, into an existing directory or a new one
+    // (names with dots and a symlink included: the CLI rebases entries on the `.`).
+    d.ok(&[
+        "cp",
+        dir.join("f.txt").to_str().unwrap(),
+        "c1:/tmp/tree/sub/a.b.txt",
+    ]);
+    std::fs::create_dir_all(dir.join("existing")).unwrap();
+    for dest in ["existing", "fresh"] {
+        d.ok(&["cp", "c1:/tmp/tree/.", dir.join(dest).to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(dest).join("sub/a.b.txt")).unwrap(),
+            "content\n",
+            "{dest}"
+        );
+        assert!(!dir.join(dest).join("tree").exists(), "{dest}");
+        assert_eq!(
+            std::fs::read_link(dir.join(dest).join("link")).unwrap(),
+            std::path::Path::new("sub/y")
+        );
+    }
     d.ok(&[
         "run",
         "-d",

@@ -93,9 +93,7 @@ fn stat_header(host: &std::path::Path, path: &str) -> ApiResult<HeaderValue> {
     } else {
         String::new()
     };
-    let name = std::path::Path::new(path)
-        .file_name()
-        .map_or_else(|| "/".to_string(), |n| n.to_string_lossy().into_owned());
+    let name = base_name(path);
     let mtime = chrono::DateTime::from_timestamp(md.mtime(), md.mtime_nsec() as u32)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
@@ -104,6 +102,100 @@ fn stat_header(host: &std::path::Path, path: &str) -> ApiResult<HeaderValue> {
     });
     let b64 = base64::engine::general_purpose::STANDARD.encode(v.to_string());
     HeaderValue::from_str(&b64).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The last element of a container path as Go's `filepath.Base` gives it, which is what
+/// Docker names the archive's top entry: `/dir/` is `dir`, but `/dir/.` is `.` (Rust's
+/// `file_name` says `dir`), and `docker cp ctr:/dir/. out` relies on that to copy the
+/// directory's contents rather than the directory.
+fn base_name(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/".into();
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed).to_string()
+}
+
+/// Appends `dir`'s tree with names starting `./`, as Docker writes a `/dir/.` archive
+/// (tar's own path setters drop a leading `./`; the CLI's rebasing needs it).
+fn append_dot_tree<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    dir: &std::path::Path,
+    rel: &str,
+) -> std::io::Result<()> {
+    let md = std::fs::symlink_metadata(dir)?;
+    let mut h = tar::Header::new_gnu();
+    h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+    append_named(b, &mut h, &format!("{rel}/"), &mut std::io::empty())?;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let path = e.path();
+        let name = format!("{rel}/{}", e.file_name().to_string_lossy());
+        let md = std::fs::symlink_metadata(&path)?;
+        if md.is_dir() {
+            append_dot_tree(b, &path, &name)?;
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+        if md.file_type().is_symlink() {
+            let target = std::fs::read_link(&path)?;
+            let target = target.as_os_str().as_encoded_bytes();
+            h.set_size(0);
+            if target.len() > 100 {
+                append_long(b, tar::EntryType::GNULongLink, target)?;
+            }
+            let field = &mut h.as_old_mut().linkname;
+            field.fill(0);
+            let n = target.len().min(field.len());
+            field[..n].copy_from_slice(&target[..n]);
+            append_named(b, &mut h, &name, &mut std::io::empty())?;
+            continue;
+        }
+        if md.is_file() {
+            append_named(b, &mut h, &name, &mut std::fs::File::open(&path)?)?;
+        } else {
+            // Devices, FIFOs and sockets: the header alone.
+            h.set_size(0);
+            append_named(b, &mut h, &name, &mut std::io::empty())?;
+        }
+    }
+    Ok(())
+}
+
+/// A GNU long-name (or long-link) entry carrying `bytes` for the header that follows.
+fn append_long<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    kind: tar::EntryType,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let mut l = tar::Header::new_gnu();
+    l.as_old_mut().name[..13].copy_from_slice(b"././@LongLink");
+    l.set_mode(0o644);
+    l.set_entry_type(kind);
+    l.set_size(bytes.len() as u64 + 1);
+    l.set_cksum();
+    b.append(&l, std::io::Read::chain(bytes, &[0u8][..]))
+}
+
+/// Appends an entry under exactly `name` (a GNU long name when it does not fit).
+fn append_named<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    h: &mut tar::Header,
+    name: &str,
+    data: &mut dyn std::io::Read,
+) -> std::io::Result<()> {
+    let bytes = name.as_bytes();
+    if bytes.len() > 100 {
+        append_long(b, tar::EntryType::GNULongName, bytes)?;
+    }
+    let field = &mut h.as_old_mut().name;
+    field.fill(0);
+    let n = bytes.len().min(field.len());
+    field[..n].copy_from_slice(&bytes[..n]);
+    h.set_cksum();
+    b.append(h, data)
 }
 
 fn path_param(q: &Params) -> ApiResult<String> {
@@ -148,15 +240,16 @@ pub async fn get(
     })
     .await?;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
-    let name = std::path::Path::new(&path)
-        .file_name()
-        .map_or_else(|| ".".into(), |n| n.to_os_string());
+    let name = base_name(&path);
     tokio::task::spawn_blocking(move || {
         let w = std::io::BufWriter::with_capacity(64 * 1024, crate::stream::ChannelWriter(tx));
         let mut b = tar::Builder::new(w);
         b.follow_symlinks(false);
         let md = std::fs::symlink_metadata(&host);
         let r = match md {
+            Ok(m) if m.is_dir() && (name == "." || name == "/") => {
+                append_dot_tree(&mut b, &host, ".")
+            }
             Ok(m) if m.is_dir() => b.append_dir_all(&name, &host),
             Ok(_) => b.append_path_with_name(&host, &name),
             Err(e) => Err(e),
