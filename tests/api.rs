@@ -515,6 +515,19 @@ fn exec_stdin_exit_codes_and_inspect() {
         .docker(&["exec", "box", "test", "-f", "/tmp/detached"])
         .code
         == 0));
+    // A detached exec's exit code shows in its inspect once it ends.
+    let (_, v) = d.json(
+        "POST",
+        "/containers/box/exec",
+        r#"{"Cmd":["sh","-c","sleep 0.2; exit 3"]}"#,
+    );
+    let exec = v["Id"].as_str().unwrap().to_string();
+    let (st, _) = d.json("POST", &format!("/exec/{exec}/start"), r#"{"Detach":true}"#);
+    assert_eq!(st, 200);
+    assert!(poll_until(Duration::from_secs(5), || {
+        let v = d.json("GET", &format!("/exec/{exec}/json"), "").1;
+        v["Running"] == false && v["ExitCode"] == 3
+    }));
     // Exec inspect shape and ExitCode, straight from the API.
     let (st, v) = d.json(
         "POST",
@@ -2514,6 +2527,13 @@ fn registry_auth_header_login_push_and_pull() {
         "{}",
         o.stderr
     );
+    // As Docker answers it: 401.
+    let (st, v) = d.json(
+        "POST",
+        "/auth",
+        &format!(r#"{{"username":"pelagos","password":"wrong","serveraddress":"{auth}"}}"#),
+    );
+    assert_eq!(st, 401, "{v}");
     // The CLI stores the login in its own config (not the daemon's) and sends it as
     // X-Registry-Auth on push and pull.
     let o = d.docker_input(

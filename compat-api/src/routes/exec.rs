@@ -378,16 +378,23 @@ async fn start(
     }
     let child = l.child.take();
     if detach {
-        let e2 = e.clone();
-        tokio::spawn(async move {
-            let _ = exit_code(l.control, child).await;
-            if let Ok(mut st) = e2.state.lock() {
+        if let Some((msg, _)) = l.failure {
+            if let Ok(mut st) = e.state.lock() {
                 st.running = false;
             }
-        });
-        if let Some((msg, _)) = l.failure {
             return Err(ApiError::internal(msg));
         }
+        // A detached exec's code is kept for inspect (docker-py's exec_run(detach=True)
+        // polls it).
+        let e2 = e.clone();
+        tokio::spawn(async move {
+            let code = exit_code(l.control, child).await;
+            if let Ok(mut st) = e2.state.lock() {
+                st.running = false;
+                st.exit_code = Some(code);
+                st.control = None;
+            }
+        });
         return Ok(StatusCode::OK.into_response());
     }
     let (out_tx, out_rx) = mpsc::channel::<(u8, Vec<u8>)>(64);

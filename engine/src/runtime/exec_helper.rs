@@ -83,9 +83,8 @@ fn run(control: &OwnedFd, request: &str) -> crate::error::Result<i32> {
         },
         None,
     )?;
-    if req.opts.detach {
-        return Ok(0);
-    }
+    // Detached too, the helper stays until the process ends (its output goes to
+    // /dev/null): the exit code is what `exec inspect` reports, as Docker's shim keeps it.
     let output = p
         .pty
         .map(|master| relay_pty(master, control, req.opts.interactive));
