@@ -61,6 +61,7 @@ pub fn report(e: &CliError) -> i32 {
             | ErrorKind::Conflict
             | ErrorKind::Forbidden
             | ErrorKind::NotModified
+            | ErrorKind::Unauthorized
             | ErrorKind::Unavailable
             | ErrorKind::Internal => 1,
         },

@@ -47,6 +47,7 @@ pub fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         // Docker answers 503 for "not a swarm manager" and 500 for registry failures;
         // Unavailable is used for both with the matching message.
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

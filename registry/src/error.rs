@@ -17,6 +17,9 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     InvalidArgument(String),
+    /// The registry refused the credentials.
+    #[error("{0}")]
+    Unauthorized(String),
     /// A `docker save` / OCI archive that is malformed or inconsistent.
     #[error("invalid image archive: {0}")]
     InvalidArchive(String),
@@ -60,6 +63,7 @@ impl Error {
             | Error::DigestMismatch { .. }
             | Error::UnsafeEntry { .. } => ErrorKind::InvalidArgument,
             Error::Unavailable(_) => ErrorKind::Unavailable,
+            Error::Unauthorized(_) => ErrorKind::Unauthorized,
             Error::Io { .. } | Error::Path { .. } | Error::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -16,6 +16,8 @@ pub enum ErrorKind {
     Forbidden,
     /// The request asks for the state the object is already in (HTTP 304).
     NotModified,
+    /// Credentials a registry refused (HTTP 401, `docker login`).
+    Unauthorized,
     /// A remote service (registry, ...) could not be reached or refused us (HTTP 502/500).
     Unavailable,
     /// Anything else: a bug or a host failure (HTTP 500).
@@ -30,6 +32,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::InvalidArgument => "invalid argument",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::NotModified => "not modified",
+            ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal error",
         };

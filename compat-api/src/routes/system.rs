@@ -395,9 +395,7 @@ async fn auth(
     if user.is_empty() {
         return Err(ApiError::bad_request("username is required"));
     }
-    registry::store::check_login(&server, &user, &pass, &d.registry)
-        .await
-        .map_err(|e| ApiError::new(engine::ErrorKind::Unavailable, e.to_string()))?;
+    registry::store::check_login(&server, &user, &pass, &d.registry).await?;
     Ok(Json(
         json!({"IdentityToken": "", "Status": "Login Succeeded"}),
     ))

@@ -98,7 +98,7 @@ pub async fn check_login(
         .await
     {
         Ok(_) => Ok(()),
-        Err(e) if is_unauthorized(&e.to_string()) => Err(Error::InvalidArgument(format!(
+        Err(e) if is_unauthorized(&e.to_string()) => Err(Error::Unauthorized(format!(
             "login to {host} failed: unauthorized: incorrect username or password"
         ))),
         Err(e) if is_not_found(&e) => Ok(()),
