@@ -293,9 +293,12 @@ pub async fn put(
         })
         .await?
     };
-    let spool_dir = d.roots.run.join("tmp");
+    // Spooled on the data root's disk, beside image loads (the image store sweeps stale
+    // `load-` files at start): the run root is often a small tmpfs, too small for a large
+    // copy.
+    let spool_dir = d.images.root().join("tmp");
     let _ = tokio::fs::create_dir_all(&spool_dir).await;
-    let tmp = spool_dir.join(format!("cp-{}.tar", engine::ids::new_id()));
+    let tmp = spool_dir.join(format!("load-cp-{}.tar", engine::ids::new_id()));
     let result = async {
         crate::stream::spool_body(req, &tmp).await?;
         let t = tmp.clone();

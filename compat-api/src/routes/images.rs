@@ -551,7 +551,7 @@ async fn load(State(d): State<AppState>, q: Params, req: Request) -> ApiResult<R
         .images
         .root()
         .join("tmp")
-        .join(format!("api-load-{}.tar", engine::ids::new_id()));
+        .join(format!("load-api-{}.tar", engine::ids::new_id()));
     let r = crate::stream::spool_body(req, &tmp).await;
     let path = tmp.clone();
     let d2 = d.clone();
