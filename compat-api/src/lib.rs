@@ -149,6 +149,14 @@ async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
                 let l = tokio::net::TcpListener::bind(&addr)
                     .await
                     .map_err(io(format!("listen on tcp://{addr}")))?;
+                // As dockerd warns: plain TCP is root on this host for anyone who can
+                // reach the address.
+                if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
+                    tracing::warn!(
+                        "API listening on tcp://{addr} without TLS: anyone who can reach \
+                         it has root on this host"
+                    );
+                }
                 let app = app.clone();
                 tasks.push(tokio::spawn(async move {
                     loop {
