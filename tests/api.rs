@@ -252,6 +252,30 @@ fn version_info_ping_and_version_routing() {
     assert!(info["NCPU"].as_u64().unwrap() >= 1);
     assert!(info["MemTotal"].as_u64().unwrap() > 0);
     assert!(!info["KernelVersion"].as_str().unwrap().is_empty());
+    // What the host's cgroups enforce (memory and pids on every machine we run on), the
+    // network drivers, and the clients following events, all measured.
+    assert_eq!(info["MemoryLimit"], true);
+    assert_eq!(info["PidsLimit"], true);
+    assert!(
+        info["Plugins"]["Network"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("bridge"))
+    );
+    assert_eq!(info["NEventsListener"], 0);
+    let mut follower = d
+        .docker_cmd(&["events"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let listeners = || d.json("GET", "/info", "").1["NEventsListener"].as_u64();
+    assert!(poll_until(Duration::from_secs(5), || listeners() == Some(1)));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    // The daemon notices the closed connection when it next writes (events) or reads.
+    d.ok(&["volume", "create", "nudge"]);
+    d.ok(&["volume", "rm", "nudge"]);
+    assert!(poll_until(Duration::from_secs(5), || listeners() == Some(0)));
 
     // HEAD and GET ping, headers on every response.
     let (st, h, body) = d.http("HEAD", "/_ping", b"");
@@ -2809,6 +2833,12 @@ fn filters_and_prunes_follow_docker_semantics() {
         d.ok(&["images", "-q", "--filter", "label=sess=2"]).trim(),
         ""
     );
+    // system df: the labels too, and the layer labeled:1 shares with busybox counted once.
+    let df = d.json("GET", "/system/df", "").1;
+    let imgs = df["Images"].as_array().unwrap();
+    assert!(imgs.iter().any(|i| i["Labels"]["sess"] == "1"), "{df}");
+    let sizes: u64 = imgs.iter().map(|i| i["Size"].as_u64().unwrap()).sum();
+    assert!(df["LayersSize"].as_u64().unwrap() < sizes, "{df}");
     assert_eq!(
         d.ok(&[
             "images",

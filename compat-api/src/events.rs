@@ -55,6 +55,11 @@ impl Bus {
         self.inner.tx.subscribe()
     }
 
+    /// Clients following `/events` now (`docker info`'s NEventsListener).
+    pub fn listeners(&self) -> usize {
+        self.inner.tx.receiver_count()
+    }
+
     /// Events already published, oldest first.
     pub async fn backlog(&self) -> Vec<Event> {
         let _ = self.inner.loaded.subscribe().wait_for(|l| *l).await;

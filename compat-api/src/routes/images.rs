@@ -45,7 +45,10 @@ fn list_entry(r: &ImageRecord, labels: &BTreeMap<String, String>, containers: us
 }
 
 /// The labels of an image's config (none if the config cannot be read).
-fn image_labels(images: &registry::ImageStore, r: &ImageRecord) -> BTreeMap<String, String> {
+pub(crate) fn image_labels(
+    images: &registry::ImageStore,
+    r: &ImageRecord,
+) -> BTreeMap<String, String> {
     images
         .config(r)
         .map(|c| c.config.labels)

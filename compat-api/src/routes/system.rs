@@ -127,6 +127,33 @@ fn backing_fs(path: &std::path::Path) -> String {
     }
 }
 
+/// Docker's `RegistryConfig`: loopback is always insecure; daemon.json's
+/// `insecure-registries` are CIDRs or hosts, its `registry-mirrors` serve docker.io.
+fn registry_config(r: &registry::RegistrySettings) -> Value {
+    let mut cidrs = vec!["127.0.0.0/8".to_string(), "::1/128".to_string()];
+    let mut index = serde_json::Map::new();
+    let mirrors: Vec<String> = r
+        .registry_mirrors
+        .iter()
+        .map(|m| format!("https://{m}/"))
+        .collect();
+    index.insert(
+        "docker.io".into(),
+        json!({"Name": "docker.io", "Mirrors": mirrors, "Secure": true, "Official": true}),
+    );
+    for i in &r.insecure_registries {
+        if i.contains('/') {
+            cidrs.push(i.clone());
+        } else {
+            index.insert(
+                i.clone(),
+                json!({"Name": i, "Mirrors": [], "Secure": false, "Official": false}),
+            );
+        }
+    }
+    json!({"InsecureRegistryCIDRs": cidrs, "IndexConfigs": index, "Mirrors": mirrors})
+}
+
 async fn info(State(d): State<AppState>) -> ApiResult<Json<Value>> {
     let d2 = d.clone();
     let (containers, images) = blocking(move || -> Result<_, ApiError> {
@@ -144,10 +171,12 @@ async fn info(State(d): State<AppState>) -> ApiResult<Json<Value>> {
         .filter(|c| c.state.status == engine::state::Status::Paused)
         .count();
     let (os, os_version) = os_release();
-    let cgroup_version = match engine::cgroups::detect::detect().map(|l| l.version()) {
-        Ok(engine::cgroups::CgroupVersion::V2) => "2",
+    let layout = engine::cgroups::detect::detect().ok();
+    let cgroup_version = match layout.as_ref().map(|l| l.version()) {
+        Some(engine::cgroups::CgroupVersion::V2) => "2",
         _ => "1",
     };
+    let cg = layout.map(|l| l.features()).unwrap_or_default();
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |r| r.count());
     let security = if cgroup_version == "2" {
@@ -165,14 +194,14 @@ async fn info(State(d): State<AppState>) -> ApiResult<Json<Value>> {
         "Images": images.len(),
         "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", backing_fs(&d.roots.data)], ["Supports d_type", "true"]],
-        "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": null, "Log": ["pelagos"]},
-        "MemoryLimit": true,
-        "SwapLimit": true,
-        "CpuCfsPeriod": true,
-        "CpuCfsQuota": true,
-        "CPUShares": true,
-        "CPUSet": true,
-        "PidsLimit": true,
+        "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": null, "Log": ["pelagos"]},
+        "MemoryLimit": cg.memory,
+        "SwapLimit": cg.swap,
+        "CpuCfsPeriod": cg.cpu_cfs,
+        "CpuCfsQuota": cg.cpu_cfs,
+        "CPUShares": cg.cpu_shares,
+        "CPUSet": cg.cpuset,
+        "PidsLimit": cg.pids,
         "IPv4Forwarding": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "1").unwrap_or(false),
         "Debug": false,
         "NFd": fds,
@@ -182,18 +211,14 @@ async fn info(State(d): State<AppState>) -> ApiResult<Json<Value>> {
         "LoggingDriver": "pelagos",
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": cgroup_version,
-        "NEventsListener": 0,
+        "NEventsListener": d.events.listeners(),
         "KernelVersion": kernel_version(),
         "OperatingSystem": os,
         "OSVersion": os_version,
         "OSType": "linux",
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
-        "RegistryConfig": {
-            "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
-            "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": true, "Official": true}},
-            "Mirrors": []
-        },
+        "RegistryConfig": registry_config(&d.registry),
         "NCPU": ncpu,
         "MemTotal": mem_total(),
         "GenericResources": null,
@@ -314,7 +339,11 @@ async fn df(State(d): State<AppState>) -> ApiResult<Json<Value>> {
         let images = d2.images.list()?;
         let containers = d2.engine.containers.list()?;
         let volumes = d2.engine.volumes.list()?;
-        let layers_size: u64 = images.iter().map(|i| i.size).sum();
+        // Layers shared between images are counted once, as Docker does.
+        let layers_size = d2
+            .images
+            .usage(&|id| containers.iter().any(|c| c.record.image == id))?
+            .size;
         let imgs: Vec<Value> = images
             .iter()
             .map(|i| {
@@ -331,7 +360,7 @@ async fn df(State(d): State<AppState>) -> ApiResult<Json<Value>> {
                     "Size": i.size,
                     "SharedSize": -1,
                     "VirtualSize": i.size,
-                    "Labels": {},
+                    "Labels": crate::routes::images::image_labels(&d2.images, i),
                     "Containers": users,
                 })
             })

@@ -84,6 +84,63 @@ impl CgroupLayout {
             CgroupLayout::Legacy { .. } => CgroupVersion::V1,
         }
     }
+
+    /// Which resource limits this host's cgroups can enforce (what `docker info` reports
+    /// and warns about).
+    pub fn features(&self) -> CgroupFeatures {
+        match self {
+            CgroupLayout::Legacy { hierarchies, .. } => {
+                let dir = |c: &str| {
+                    hierarchies
+                        .iter()
+                        .find(|h| h.controllers.iter().any(|x| x == c))
+                        .map(|h| h.mountpoint.clone())
+                };
+                let has = |c: &str, file: &str| dir(c).is_some_and(|d| d.join(file).exists());
+                CgroupFeatures {
+                    memory: dir("memory").is_some(),
+                    swap: has("memory", "memory.memsw.limit_in_bytes"),
+                    cpu_cfs: has("cpu", "cpu.cfs_period_us"),
+                    cpu_shares: has("cpu", "cpu.shares"),
+                    cpuset: dir("cpuset").is_some(),
+                    pids: dir("pids").is_some(),
+                }
+            }
+            CgroupLayout::Unified { mountpoint, .. } => {
+                let controllers = std::fs::read_to_string(mountpoint.join("cgroup.controllers"))
+                    .unwrap_or_default();
+                let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+                // Swap limits exist when the kernel gives memory cgroups a swap file;
+                // the root has none, so look at the first child that has memory files.
+                let swap = has("memory")
+                    && std::fs::read_dir(mountpoint).is_ok_and(|rd| {
+                        rd.flatten()
+                            .filter(|e| e.path().join("memory.max").exists())
+                            .take(1)
+                            .any(|e| e.path().join("memory.swap.max").exists())
+                    });
+                CgroupFeatures {
+                    memory: has("memory"),
+                    swap,
+                    cpu_cfs: has("cpu"),
+                    cpu_shares: has("cpu"),
+                    cpuset: has("cpuset"),
+                    pids: has("pids"),
+                }
+            }
+        }
+    }
+}
+
+/// Resource limits the host can enforce.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupFeatures {
+    pub memory: bool,
+    pub swap: bool,
+    pub cpu_cfs: bool,
+    pub cpu_shares: bool,
+    pub cpuset: bool,
+    pub pids: bool,
 }
 
 /// The calling process's own cgroups, from /proc/self/cgroup.
