@@ -1489,6 +1489,30 @@ fn bad_input_gets_docker_status_codes_and_creates_nothing() {
     assert_eq!(st, 400);
     let (st, _) = create(r#"{"Cmd":["true"]}"#);
     assert_eq!(st, 400);
+    // Options the engine cannot honour are refused by name, not dropped; values that ask
+    // for what it does anyway pass.
+    for (flag, what) in [
+        (&["--pid", "host"][..], "PidMode host"),
+        (&["--ipc", "host"][..], "IpcMode host"),
+        (&["--uts", "host"][..], "UTSMode host"),
+        (&["--device", "/dev/null"][..], "Devices"),
+        (&["--volumes-from", "other"][..], "VolumesFrom"),
+    ] {
+        let mut args = vec!["create"];
+        args.extend_from_slice(flag);
+        args.extend_from_slice(&["busybox", "true"]);
+        let o = d.docker(&args);
+        assert!(
+            o.code != 0 && o.stderr.contains(what),
+            "{what}: {}",
+            o.stderr
+        );
+    }
+    let o = d.docker(&[
+        "run", "--rm", "--ipc", "private", "--userns", "host", "busybox", "true",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(d.ok(&["ps", "-aq"]).trim(), "", "nothing was created");
     let (st, v) = create(r#"{"Image":"nosuch:latest","Cmd":["true"]}"#);
     assert_eq!(st, 404);
     assert_eq!(v["message"], "No such image: nosuch:latest");

@@ -93,7 +93,58 @@ fn mount(m: &Mount) -> ApiResult<MountSpec> {
     Ok(spec)
 }
 
+/// Options the engine cannot honour yet are refused with 400, not dropped: a container
+/// that silently lacks `--pid=host`, a `--device` or `volumes_from` fails later, and
+/// further from the cause. Values that ask for what the engine does anyway pass.
+fn refuse_unsupported(h: &HostConfig) -> ApiResult<()> {
+    let set = |v: &Option<String>| v.as_deref().unwrap_or("").to_string();
+    let mut refused = Vec::new();
+    let pid = set(&h.pid_mode);
+    if !pid.is_empty() && pid != "private" {
+        refused.push(format!("PidMode {pid}"));
+    }
+    let ipc = set(&h.ipc_mode);
+    if !matches!(ipc.as_str(), "" | "private" | "shareable") {
+        refused.push(format!("IpcMode {ipc}"));
+    }
+    let uts = set(&h.uts_mode);
+    if !uts.is_empty() {
+        refused.push(format!("UTSMode {uts}"));
+    }
+    // No user namespaces here: "host" is what every container gets.
+    let userns = set(&h.userns_mode);
+    if !matches!(userns.as_str(), "" | "host") {
+        refused.push(format!("UsernsMode {userns}"));
+    }
+    if matches!(
+        h.cgroupns_mode,
+        Some(bollard_stubs::models::HostConfigCgroupnsModeEnum::HOST)
+    ) {
+        refused.push("CgroupnsMode host".into());
+    }
+    if h.devices.as_ref().is_some_and(|d| !d.is_empty()) {
+        refused.push("Devices".into());
+    }
+    if h.device_requests.as_ref().is_some_and(|d| !d.is_empty()) {
+        refused.push("DeviceRequests (--gpus)".into());
+    }
+    if h.volumes_from.as_ref().is_some_and(|v| !v.is_empty()) {
+        refused.push("VolumesFrom".into());
+    }
+    if !set(&h.cgroup_parent).is_empty() {
+        refused.push("CgroupParent".into());
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "not supported by this engine: {}",
+        refused.join(", ")
+    )))
+}
+
 pub fn host_config(h: &HostConfig) -> ApiResult<EHost> {
+    refuse_unsupported(h)?;
     let log = h.log_config.clone().unwrap_or_default();
     let restart = h.restart_policy.clone().unwrap_or_default();
     let restart_name = restart
