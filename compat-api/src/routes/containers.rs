@@ -85,14 +85,6 @@ async fn create(
         .ok_or_else(|| {
             ApiError::bad_request("config cannot be empty in order to create a container")
         })?;
-    if body
-        .networking_config
-        .as_ref()
-        .and_then(|n| n.endpoints_config.as_ref())
-        .is_some_and(|e| e.len() > 1)
-    {
-        // Networks other than none/host need the network crate.
-    }
     let d2 = d.clone();
     let rec = blocking(move || -> Result<_, ApiError> {
         let image = engine::ImageInfo::from_store(&d2.images, &image_ref).map_err(|e| {
