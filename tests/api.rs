@@ -2968,3 +2968,162 @@ fn filters_and_prunes_follow_docker_semantics() {
     );
     d.ok(&["volume", "rm", "v1"]);
 }
+
+#[test]
+fn create_translates_the_run_flags_and_they_take_effect() {
+    let Some(d) = Daemon::start() else { return };
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rich",
+        "--mount",
+        "type=volume,source=mv,target=/mv",
+        "--mount",
+        "type=tmpfs,target=/tm,tmpfs-size=1048576",
+        "--tmpfs",
+        "/t2:size=2m",
+        "--cap-add",
+        "NET_ADMIN",
+        "--cap-drop",
+        "MKNOD",
+        "--init",
+        "--dns",
+        "10.9.9.9",
+        "--dns-search",
+        "example.test",
+        "--add-host",
+        "h1:10.1.2.3",
+        "-w",
+        "/work",
+        "--entrypoint",
+        "/bin/sh",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "7",
+        "--security-opt",
+        "no-new-privileges",
+        "-P",
+        "--expose",
+        "9000",
+        "-p",
+        "127.0.0.1::80",
+        "--restart",
+        "on-failure:3",
+        "--memory",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "-u",
+        "1000:1000",
+        "-e",
+        "A=1",
+        "-l",
+        "k=v",
+        "--hostname",
+        "hh",
+        "--read-only",
+        "--shm-size",
+        "8m",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--sysctl",
+        "net.ipv4.ip_unprivileged_port_start=0",
+        "busybox",
+        "-c",
+        "sleep 60",
+    ]);
+    let v: Value = serde_json::from_str(&d.ok(&["inspect", "rich"])).unwrap();
+    let (h, c) = (&v[0]["HostConfig"], &v[0]["Config"]);
+    assert_eq!(h["Tmpfs"]["/t2"], "size=2m");
+    assert_eq!(h["CapAdd"], serde_json::json!(["CAP_NET_ADMIN"]));
+    assert_eq!(h["CapDrop"], serde_json::json!(["CAP_MKNOD"]));
+    assert_eq!(h["Init"], true);
+    assert_eq!(h["Dns"], serde_json::json!(["10.9.9.9"]));
+    assert_eq!(h["DnsSearch"], serde_json::json!(["example.test"]));
+    assert_eq!(h["ExtraHosts"], serde_json::json!(["h1:10.1.2.3"]));
+    assert_eq!(h["SecurityOpt"], serde_json::json!(["no-new-privileges"]));
+    assert_eq!(h["PublishAllPorts"], true);
+    assert_eq!(h["PortBindings"]["80/tcp"][0]["HostIp"], "127.0.0.1");
+    assert_eq!(h["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(h["RestartPolicy"]["MaximumRetryCount"], 3);
+    assert_eq!(h["Memory"], 64 << 20);
+    assert_eq!(h["NanoCpus"], 500_000_000);
+    assert_eq!(h["PidsLimit"], 50);
+    assert_eq!(h["ReadonlyRootfs"], true);
+    assert_eq!(h["ShmSize"], 8 << 20);
+    assert_eq!(h["Ulimits"][0]["Name"], "nofile");
+    assert_eq!(h["Sysctls"]["net.ipv4.ip_unprivileged_port_start"], "0");
+    assert_eq!(c["WorkingDir"], "/work");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh"]));
+    assert_eq!(c["StopSignal"], "SIGUSR1");
+    assert_eq!(c["StopTimeout"], 7);
+    assert_eq!(c["User"], "1000:1000");
+    assert_eq!(c["Hostname"], "hh");
+    assert_eq!(c["Labels"]["k"], "v");
+    assert!(
+        c["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("A=1"))
+    );
+    assert!(c["ExposedPorts"].get("9000/tcp").is_some());
+    let mounts: Vec<String> = v[0]["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{}:{}",
+                m["Type"].as_str().unwrap(),
+                m["Destination"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(mounts.contains(&"volume:/mv".to_string()), "{mounts:?}");
+    // And inside the running container.
+    let sh = |script: &str| d.ok(&["exec", "rich", "sh", "-c", script]);
+    assert_eq!(sh("pwd; id -u; hostname").trim(), "/work\n1000\nhh");
+    assert!(sh("cat /etc/hosts").contains("10.1.2.3\th1"));
+    let resolv = sh("cat /etc/resolv.conf");
+    assert!(
+        resolv.contains("nameserver 10.9.9.9") && resolv.contains("example.test"),
+        "{resolv}"
+    );
+    assert_eq!(sh("ulimit -n").trim(), "1024");
+    assert_eq!(
+        sh("grep NoNewPrivs /proc/self/status")
+            .split_whitespace()
+            .nth(1),
+        Some("1")
+    );
+    let m = sh("cat /proc/mounts");
+    for (dest, kind) in [
+        ("/t2", "tmpfs"),
+        ("/tm", "tmpfs"),
+        ("/mv", ""),
+        ("/dev/shm", "tmpfs"),
+    ] {
+        assert!(
+            m.lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(dest) && l.contains(kind)),
+            "{dest}: {m}"
+        );
+    }
+    assert!(
+        m.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("/") && l.contains(" overlay ro,")),
+        "{m}"
+    );
+    assert_eq!(
+        sh("cat /proc/sys/net/ipv4/ip_unprivileged_port_start").trim(),
+        "0"
+    );
+    // The init is PID 1, the command its child.
+    assert_ne!(sh("cat /proc/1/comm").trim(), "sleep");
+    d.ok(&["rm", "-f", "rich"]);
+    d.ok(&["volume", "rm", "mv"]);
+}

@@ -58,6 +58,8 @@ struct Plan {
     caps: oci_spec::runtime::LinuxCapabilities,
     no_new_privs: bool,
     seccomp: Option<crate::seccomp::BpfProgram>,
+    /// The container's rlimits: Docker's exec'd processes get them too (`--ulimit`).
+    rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
 }
 
 pub fn start(engine: &Engine, what: &str, opts: &ExecOptions) -> Result<ExecProcess> {
@@ -151,6 +153,7 @@ pub fn start(engine: &Engine, what: &str, opts: &ExecOptions) -> Result<ExecProc
         caps,
         no_new_privs: process.no_new_privileges() == Some(true),
         seccomp,
+        rlimits: super::init::rlimits(process),
     };
     let cgroup = c.state.cgroup.clone().map(ContainerCgroup::from_paths);
     let mut ns_files = Vec::new();
@@ -319,6 +322,11 @@ fn child_main(
         .map(|a| a.to_string_lossy().into_owned())
         .unwrap_or_default();
     let path = find_executable(&arg0, &plan.path_var)?;
+    // While still root with every capability: a hard limit may need to rise.
+    for (res, lim) in &plan.rlimits {
+        super::init::set_rlimit(*res, *lim)
+            .map_err(|e| Error::invalid(format!("setrlimit {res}: {e}")))?;
+    }
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     let groups: Vec<Gid> = plan.groups.iter().map(|g| Gid::from_raw(*g)).collect();

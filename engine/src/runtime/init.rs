@@ -180,6 +180,14 @@ fn setup(req: &StartRequest, sock: BorrowedFd<'_>, stdio: ChildStdio) -> Result<
     {
         rootfs::readonly_path(p)?;
     }
+    // Docker creates a missing working directory (owned by root) before switching user,
+    // and before a `--read-only` root is made read-only.
+    if let Some(cwd) = spec.process().as_ref().map(|p| p.cwd())
+        && std::fs::metadata(cwd).is_err()
+    {
+        let p = secure_join(Path::new("/"), cwd)?;
+        std::fs::create_dir_all(&p).map_err(|e| Error::path(&p, e))?;
+    }
     if spec
         .root()
         .as_ref()
@@ -200,48 +208,14 @@ fn setup(req: &StartRequest, sock: BorrowedFd<'_>, stdio: ChildStdio) -> Result<
         .process()
         .as_ref()
         .ok_or_else(|| Error::invalid("spec has no process"))?;
-    for r in process.rlimits().as_deref().unwrap_or(&[]) {
-        let lim = libc::rlimit {
-            rlim_cur: r.soft(),
-            rlim_max: r.hard(),
-        };
-        let res = rlimit_resource(r.typ());
-        // SAFETY: setrlimit with a valid struct.
-        let mut rc = unsafe { libc::setrlimit(res, &lim) };
-        if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) {
-            // Without CAP_SYS_RESOURCE (a sandboxed engine) the hard limit cannot rise:
-            // clamp to what we have, as podman does, rather than refuse to start.
-            let mut cur = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: getrlimit into a struct we own.
-            unsafe { libc::getrlimit(res, &mut cur) };
-            let clamped = libc::rlimit {
-                rlim_cur: lim.rlim_cur.min(cur.rlim_max),
-                rlim_max: lim.rlim_max.min(cur.rlim_max),
-            };
-            // SAFETY: as above.
-            rc = unsafe { libc::setrlimit(res, &clamped) };
-        }
-        if rc != 0 {
-            return Err(Error::invalid(format!(
-                "setrlimit {:?}: {}",
-                r.typ(),
-                std::io::Error::last_os_error()
-            )));
-        }
+    for (res, lim) in rlimits(process) {
+        set_rlimit(res, lim).map_err(|e| Error::invalid(format!("setrlimit {res}: {e}")))?;
     }
     if let Some(score) = process.oom_score_adj() {
         let _ = std::fs::write("/proc/self/oom_score_adj", score.to_string());
     }
 
     let cwd = process.cwd();
-    // Docker creates a missing working directory (owned by root) before switching user.
-    if std::fs::metadata(cwd).is_err() {
-        let p = secure_join(Path::new("/"), cwd)?;
-        std::fs::create_dir_all(&p).map_err(|e| Error::path(&p, e))?;
-    }
 
     let argv: Vec<CString> = process
         .args()
@@ -557,6 +531,58 @@ fn loopback_up() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The spec's rlimits as setrlimit(2) arguments (worked out before a fork: the child
+/// only makes the calls).
+pub fn rlimits(
+    process: &oci_spec::runtime::Process,
+) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
+    process
+        .rlimits()
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .map(|r| {
+            (
+                rlimit_resource(r.typ()),
+                libc::rlimit {
+                    rlim_cur: r.soft(),
+                    rlim_max: r.hard(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// setrlimit(2); without CAP_SYS_RESOURCE (a sandboxed engine) a hard limit cannot rise,
+/// so it is clamped to what we have, as podman does, rather than refusing to start.
+/// Only syscalls: safe between fork and exec.
+pub fn set_rlimit(res: libc::__rlimit_resource_t, lim: libc::rlimit) -> std::io::Result<()> {
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(res, &lim) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EPERM) {
+        return Err(e);
+    }
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a struct we own.
+    unsafe { libc::getrlimit(res, &mut cur) };
+    let clamped = libc::rlimit {
+        rlim_cur: lim.rlim_cur.min(cur.rlim_max),
+        rlim_max: lim.rlim_max.min(cur.rlim_max),
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(res, &clamped) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
