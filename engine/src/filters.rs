@@ -84,41 +84,15 @@ pub fn parse_time(v: &str, now_nanos: i64) -> Result<i64, BadTime> {
 
 /// A Go duration (`1h30m`, `1.5h`, `300ms`, `-2m`) in nanoseconds; None if it is not one.
 fn go_duration_nanos(s: &str) -> Option<i64> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
+    let (neg, rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    if rest == "0" {
-        return Some(0);
-    }
-    let mut total = 0f64;
-    let mut any = false;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += num * unit;
-        any = true;
-    }
-    if !any || !total.is_finite() || total > i64::MAX as f64 {
+    if rest.is_empty() {
         return None;
     }
-    Some(if neg { -(total as i64) } else { total as i64 })
+    let d = crate::units::parse_duration_ns(rest)?;
+    Some(if neg { -d } else { d })
 }
 
 /// An RFC 3339 creation time (as records store it) in nanoseconds; 0 if unreadable.

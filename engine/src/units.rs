@@ -2,8 +2,6 @@
 
 use crate::error::{Error, Result};
 
-/// Parses a size the way Docker's `units.RAMInBytes` does: binary multiples, an optional
-/// `b`/`B` suffix after the unit, decimals allowed.
 /// A Go duration (`1m30s`, `500ms`, `2h`, `1.5s`) in nanoseconds, as Docker's
 /// `--interval` flags take them. None when it does not parse.
 pub fn parse_duration_ns(s: &str) -> Option<i64> {
@@ -40,6 +38,8 @@ pub fn parse_duration_ns(s: &str) -> Option<i64> {
     Some(total as i64)
 }
 
+/// Parses a size the way Docker's `units.RAMInBytes` does: binary multiples, an optional
+/// `b`/`B` suffix after the unit, decimals allowed.
 pub fn parse_size(s: &str) -> Result<u64> {
     let bad = || Error::invalid(format!("invalid size: '{s}'"));
     let t = s.trim();

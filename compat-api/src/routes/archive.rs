@@ -143,13 +143,12 @@ fn append_dot_tree<W: std::io::Write>(
             let target = std::fs::read_link(&path)?;
             let target = target.as_os_str().as_encoded_bytes();
             h.set_size(0);
-            if target.len() > 100 {
-                append_long(b, tar::EntryType::GNULongLink, target)?;
-            }
-            let field = &mut h.as_old_mut().linkname;
-            field.fill(0);
-            let n = target.len().min(field.len());
-            field[..n].copy_from_slice(&target[..n]);
+            put_field(
+                b,
+                tar::EntryType::GNULongLink,
+                &mut h.as_old_mut().linkname,
+                target,
+            )?;
             append_named(b, &mut h, &name, &mut std::io::empty())?;
             continue;
         }
@@ -186,16 +185,31 @@ fn append_named<W: std::io::Write>(
     name: &str,
     data: &mut dyn std::io::Read,
 ) -> std::io::Result<()> {
-    let bytes = name.as_bytes();
-    if bytes.len() > 100 {
-        append_long(b, tar::EntryType::GNULongName, bytes)?;
+    put_field(
+        b,
+        tar::EntryType::GNULongName,
+        &mut h.as_old_mut().name,
+        name.as_bytes(),
+    )?;
+    h.set_cksum();
+    b.append(h, data)
+}
+
+/// Puts `bytes` in a fixed-size header field, after a GNU long entry of `kind` carrying
+/// them whole when they do not fit.
+fn put_field<W: std::io::Write>(
+    b: &mut tar::Builder<W>,
+    kind: tar::EntryType,
+    field: &mut [u8],
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    if bytes.len() > field.len() {
+        append_long(b, kind, bytes)?;
     }
-    let field = &mut h.as_old_mut().name;
     field.fill(0);
     let n = bytes.len().min(field.len());
     field[..n].copy_from_slice(&bytes[..n]);
-    h.set_cksum();
-    b.append(h, data)
+    Ok(())
 }
 
 fn path_param(q: &Params) -> ApiResult<String> {
