@@ -2921,6 +2921,8 @@ fn filters_and_prunes_follow_docker_semantics() {
         ]),
         labeled
     );
+    // until=0 is the Unix epoch (nothing is older), not "now".
+    assert_eq!(d.ok(&["images", "-q", "--filter", "until=0"]).trim(), "");
     d.ok(&[
         "image",
         "prune",
@@ -3029,7 +3031,7 @@ fn create_translates_the_run_flags_and_they_take_effect() {
         "--shm-size",
         "8m",
         "--ulimit",
-        "nofile=1024:2048",
+        "nofile=1234:2345",
         "--sysctl",
         "net.ipv4.ip_unprivileged_port_start=0",
         "busybox",
@@ -3093,7 +3095,7 @@ fn create_translates_the_run_flags_and_they_take_effect() {
         resolv.contains("nameserver 10.9.9.9") && resolv.contains("example.test"),
         "{resolv}"
     );
-    assert_eq!(sh("ulimit -n").trim(), "1024");
+    assert_eq!(sh("ulimit -n; ulimit -Hn").trim(), "1234\n2345");
     assert_eq!(
         sh("grep NoNewPrivs /proc/self/status")
             .split_whitespace()
@@ -3101,18 +3103,18 @@ fn create_translates_the_run_flags_and_they_take_effect() {
         Some("1")
     );
     let m = sh("cat /proc/mounts");
-    for (dest, kind) in [
-        ("/t2", "tmpfs"),
-        ("/tm", "tmpfs"),
-        ("/mv", ""),
-        ("/dev/shm", "tmpfs"),
-    ] {
-        assert!(
-            m.lines()
-                .any(|l| l.split_whitespace().nth(1) == Some(dest) && l.contains(kind)),
-            "{dest}: {m}"
-        );
+    let fstype = |dest: &str| {
+        m.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.get(1) == Some(&dest))
+            .and_then(|f| f.get(2).map(|t| t.to_string()))
+    };
+    for dest in ["/t2", "/tm", "/dev/shm"] {
+        assert_eq!(fstype(dest).as_deref(), Some("tmpfs"), "{dest}: {m}");
     }
+    // The volume is a bind of its directory on the data root: neither tmpfs nor overlay.
+    let mv = fstype("/mv").expect("/mv is mounted");
+    assert!(mv != "tmpfs" && mv != "overlay", "{mv}");
     assert!(
         m.lines()
             .any(|l| l.split_whitespace().nth(1) == Some("/") && l.contains(" overlay ro,")),

@@ -21,6 +21,18 @@ struct Inner {
     backlog: Mutex<VecDeque<Event>>,
     /// Set once the tailer has loaded the journal's history into the backlog.
     loaded: tokio::sync::watch::Sender<bool>,
+    listeners: std::sync::atomic::AtomicUsize,
+}
+
+/// An `/events` client being counted; see [`Bus::listener`].
+pub struct ListenerGuard(Arc<Inner>);
+
+impl Drop for ListenerGuard {
+    fn drop(&mut self) {
+        self.0
+            .listeners
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 pub struct Bus {
@@ -35,6 +47,7 @@ impl Bus {
             tx: broadcast::channel(BACKLOG).0,
             backlog: Mutex::new(VecDeque::with_capacity(BACKLOG)),
             loaded: tokio::sync::watch::channel(false).0,
+            listeners: Default::default(),
         });
         let mut tailer = Tailer::open(&journal, inner.clone())?;
         // The history is loaded by the tailer's thread, off the daemon's start; replays
@@ -42,10 +55,20 @@ impl Bus {
         std::thread::Builder::new()
             .name("events-tailer".into())
             .spawn(move || {
+                // Replays are released however the load ends, a panic included.
+                struct Loaded(Arc<Inner>);
+                impl Drop for Loaded {
+                    fn drop(&mut self) {
+                        self.0.loaded.send_replace(true);
+                    }
+                }
+                let loaded = Loaded(tailer.inner.clone());
                 if let Err(e) = tailer.load_history() {
                     tracing::warn!("event journal history: {e}");
+                    // Whatever failed, what came before the start is not broadcast.
+                    let _ = (&tailer.file).seek(SeekFrom::Start(tailer.history_end));
                 }
-                tailer.inner.loaded.send_replace(true);
+                drop(loaded);
                 tailer.run()
             })?;
         Ok(Bus { journal, inner })
@@ -55,9 +78,20 @@ impl Bus {
         self.inner.tx.subscribe()
     }
 
-    /// Clients following `/events` now (`docker info`'s NEventsListener).
+    /// Clients following `/events` now (`docker info`'s NEventsListener); other
+    /// subscribers (`wait`) are not counted.
     pub fn listeners(&self) -> usize {
-        self.inner.tx.receiver_count()
+        self.inner
+            .listeners
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts an `/events` client for as long as the guard lives.
+    pub fn listener(&self) -> ListenerGuard {
+        self.inner
+            .listeners
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ListenerGuard(self.inner.clone())
     }
 
     /// Events already published, oldest first.

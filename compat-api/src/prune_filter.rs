@@ -50,11 +50,14 @@ impl PruneFilter {
         })
     }
 
-    /// Whether an object with these labels, created at `created_nanos`, may be pruned.
-    pub fn admits(&self, labels: &BTreeMap<String, String>, created_nanos: i64) -> bool {
+    /// Whether an object with these labels, created at `created_nanos` (None: unknown,
+    /// which `until` never admits, as in Docker), may be pruned.
+    pub fn admits(&self, labels: &BTreeMap<String, String>, created_nanos: Option<i64>) -> bool {
         engine::filters::labels_match(&self.label, labels)
             && !engine::filters::labels_excluded(&self.not_label, labels)
-            && self.until.is_none_or(|u| created_nanos < u)
+            && self
+                .until
+                .is_none_or(|u| created_nanos.is_some_and(|c| c < u))
     }
 }
 
@@ -83,12 +86,13 @@ mod tests {
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
         let hour = 3_600_000_000_000;
         let p = PruneFilter::parse(&f(&[("until", &["30m"])]), &[], true).unwrap();
-        assert!(p.admits(&labels, now - hour));
-        assert!(!p.admits(&labels, now));
+        assert!(p.admits(&labels, Some(now - hour)));
+        assert!(!p.admits(&labels, Some(now)));
+        assert!(!p.admits(&labels, None));
         let p = PruneFilter::parse(&f(&[("label!", &["keep"])]), &[], true).unwrap();
-        assert!(!p.admits(&labels, 0));
-        assert!(p.admits(&BTreeMap::new(), 0));
+        assert!(!p.admits(&labels, Some(0)));
+        assert!(p.admits(&BTreeMap::new(), Some(0)));
         let p = PruneFilter::parse(&f(&[("label", &["keep=1", "other"])]), &[], true).unwrap();
-        assert!(!p.admits(&labels, 0));
+        assert!(!p.admits(&labels, Some(0)));
     }
 }

@@ -88,7 +88,8 @@ fn go_duration_nanos(s: &str) -> Option<i64> {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    if rest.is_empty() {
+    // Docker reads a bare "0" as the Unix epoch, not as a zero duration.
+    if rest.is_empty() || rest == "0" {
         return None;
     }
     let d = crate::units::parse_duration_ns(rest)?;
@@ -146,6 +147,7 @@ mod tests {
         assert_eq!(parse_time("24h", now).unwrap(), now - 86_400_000_000_000);
         assert_eq!(parse_time("1h30m", now).unwrap(), now - 5_400_000_000_000);
         assert_eq!(parse_time("1.5s", now).unwrap(), now - 1_500_000_000);
+        assert_eq!(parse_time("0", now).unwrap(), 0);
         assert_eq!(
             parse_time("1600000000.5", now).unwrap(),
             1_600_000_000_500_000_000

@@ -121,20 +121,26 @@ fn base_name(path: &str) -> String {
 fn append_dot_tree<W: std::io::Write>(
     b: &mut tar::Builder<W>,
     dir: &std::path::Path,
-    rel: &str,
+    rel: &[u8],
 ) -> std::io::Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let md = std::fs::symlink_metadata(dir)?;
     let mut h = tar::Header::new_gnu();
     h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
-    append_named(b, &mut h, &format!("{rel}/"), &mut std::io::empty())?;
+    append_named(b, &mut h, &[rel, b"/"].concat(), &mut std::io::empty())?;
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
-        let name = format!("{rel}/{}", e.file_name().to_string_lossy());
+        // Names as bytes: a name that is not UTF-8 travels unchanged.
+        let name = [rel, b"/", e.file_name().as_encoded_bytes()].concat();
         let md = std::fs::symlink_metadata(&path)?;
         if md.is_dir() {
             append_dot_tree(b, &path, &name)?;
+            continue;
+        }
+        // Sockets have no tar type (the CLI refuses the entry); Docker leaves them out.
+        if md.file_type().is_socket() {
             continue;
         }
         let mut h = tar::Header::new_gnu();
@@ -155,8 +161,13 @@ fn append_dot_tree<W: std::io::Write>(
         if md.is_file() {
             append_named(b, &mut h, &name, &mut std::fs::File::open(&path)?)?;
         } else {
-            // Devices, FIFOs and sockets: the header alone.
+            // Devices and FIFOs: the header alone, with a device's numbers.
             h.set_size(0);
+            if md.file_type().is_char_device() || md.file_type().is_block_device() {
+                let rdev = md.rdev();
+                h.set_device_major(libc::major(rdev))?;
+                h.set_device_minor(libc::minor(rdev))?;
+            }
             append_named(b, &mut h, &name, &mut std::io::empty())?;
         }
     }
@@ -182,14 +193,14 @@ fn append_long<W: std::io::Write>(
 fn append_named<W: std::io::Write>(
     b: &mut tar::Builder<W>,
     h: &mut tar::Header,
-    name: &str,
+    name: &[u8],
     data: &mut dyn std::io::Read,
 ) -> std::io::Result<()> {
     put_field(
         b,
         tar::EntryType::GNULongName,
         &mut h.as_old_mut().name,
-        name.as_bytes(),
+        name,
     )?;
     h.set_cksum();
     b.append(h, data)
@@ -262,7 +273,7 @@ pub async fn get(
         let md = std::fs::symlink_metadata(&host);
         let r = match md {
             Ok(m) if m.is_dir() && (name == "." || name == "/") => {
-                append_dot_tree(&mut b, &host, ".")
+                append_dot_tree(&mut b, &host, b".")
             }
             Ok(m) if m.is_dir() => b.append_dir_all(&name, &host),
             Ok(_) => b.append_path_with_name(&host, &name),

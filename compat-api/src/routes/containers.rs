@@ -520,7 +520,7 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
                 continue;
             }
             let created = engine::filters::created_nanos(&c.record.created);
-            if !f.admits(&c.record.config.labels, created) {
+            if !f.admits(&c.record.config.labels, Some(created)) {
                 continue;
             }
             let size = super::system::dir_size(&d2.engine.paths(&c.record.id).upper());

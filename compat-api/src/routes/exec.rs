@@ -378,9 +378,10 @@ async fn start(
     }
     let child = l.child.take();
     if detach {
-        if let Some((msg, _)) = l.failure {
+        if let Some((msg, code)) = l.failure {
             if let Ok(mut st) = e.state.lock() {
                 st.running = false;
+                st.exit_code = Some(code);
             }
             return Err(ApiError::internal(msg));
         }

@@ -55,8 +55,8 @@ pub(crate) fn image_labels(
         .unwrap_or_default()
 }
 
-fn created_nanos(r: &ImageRecord) -> i64 {
-    r.created.and_then(|c| c.timestamp_nanos_opt()).unwrap_or(0)
+fn created_nanos(r: &ImageRecord) -> Option<i64> {
+    r.created.and_then(|c| c.timestamp_nanos_opt())
 }
 
 /// Docker's image-list filters, all of them resolved up front: `before`/`since` name an
@@ -75,12 +75,20 @@ impl ListFilter {
             let Some(v) = vals.last() else { continue };
             match k.as_str() {
                 "dangling" | "reference" | "label" => {}
-                "before" => created_before = created_nanos(&images.resolve(v)?),
-                "since" => created_after = created_nanos(&images.resolve(v)?),
+                // The tightest of `before` and `until` wins, whatever the keys' order.
+                "before" => {
+                    let t = created_nanos(&images.resolve(v)?).unwrap_or(i64::MIN);
+                    created_before = created_before.min(t);
+                }
+                "since" => {
+                    let t = created_nanos(&images.resolve(v)?).unwrap_or(i64::MIN);
+                    created_after = created_after.max(t);
+                }
                 "until" => {
                     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-                    created_before = engine::filters::parse_time(v, now)
+                    let t = engine::filters::parse_time(v, now)
                         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                    created_before = created_before.min(t);
                 }
                 other => return Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
             }
@@ -93,9 +101,13 @@ impl ListFilter {
     }
 
     fn admits(&self, r: &ImageRecord, labels: &BTreeMap<String, String>) -> bool {
-        let t = created_nanos(r);
-        t < self.created_before
-            && t > self.created_after
+        // An image without a creation time passes no time bound (Docker skips it too).
+        let bounded = self.created_before != i64::MAX || self.created_after != i64::MIN;
+        let in_bounds = match created_nanos(r) {
+            Some(t) => t < self.created_before && t > self.created_after,
+            None => !bounded,
+        };
+        in_bounds
             && self.terms.iter().all(|(k, vals)| {
                 vals.is_empty()
                     || if k == "label" {

@@ -267,8 +267,9 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
     let f = crate::prune_filter::PruneFilter::parse(&filters(&q)?, &[], true)?;
     let d2 = d.clone();
     let removed = blocking(move || {
-        d2.engine
-            .network_prune(&|n| f.admits(&n.labels, engine::filters::created_nanos(&n.created)))
+        d2.engine.network_prune(&|n| {
+            f.admits(&n.labels, Some(engine::filters::created_nanos(&n.created)))
+        })
     })
     .await?;
     Ok(Json(json!({"NetworksDeleted": removed})))

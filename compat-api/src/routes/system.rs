@@ -287,7 +287,9 @@ async fn events(State(d): State<AppState>, q: Params) -> ApiResult<Response<Body
         v
     };
     let now = engine::logs::now_nanos();
+    let listener = d.events.listener();
     tokio::spawn(async move {
+        let _listener = listener;
         for e in backlog.iter().filter(|e| matches(e, &f)) {
             if tx.send(Ok(line(e))).await.is_err() {
                 return;

@@ -178,7 +178,7 @@ async fn prune(State(d): State<AppState>, q: Params) -> ApiResult<Json<Value>> {
                     .iter()
                     .any(|m| m.kind == "volume" && m.name == v.name)
             });
-            if used || !admit.admits(&v.labels, 0) {
+            if used || !admit.admits(&v.labels, None) {
                 continue;
             }
             let size = super::system::dir_size(std::path::Path::new(&v.mountpoint));
