@@ -284,27 +284,24 @@ fn tail_lines(f: &std::fs::File, end: u64, want: usize) -> std::io::Result<(Vec<
     };
     buf.truncate(last + 1);
     let resume = start + last as u64 + 1;
-    // Keep the last `want` lines, and never a line cut at the start of what was read.
-    let mut keep_from = if start == 0 { 0 } else { usize::MAX };
-    let mut seen = 0;
-    for (i, &b) in buf[..last].iter().enumerate().rev() {
-        if b == b'\n' {
-            seen += 1;
-            if seen == want {
-                keep_from = i + 1;
-                break;
-            }
-        }
-    }
-    if keep_from == usize::MAX {
-        // Fewer than `want` lines after the first newline: drop only the cut first line.
-        keep_from = buf
+    // The last `want` lines begin after the want-th newline before the final one. Without
+    // that many, everything read is kept, less a first line the read's start may have cut.
+    let nth_start = buf[..last]
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .nth(want.saturating_sub(1));
+    let keep_from = match nth_start {
+        _ if want == 0 => buf.len(),
+        Some(i) => i,
+        None if start == 0 => 0,
+        None => buf
             .iter()
             .position(|&b| b == b'\n')
-            .map_or(buf.len(), |i| i + 1);
-    } else if start == 0 && seen < want {
-        keep_from = 0;
-    }
+            .map_or(buf.len(), |i| i + 1),
+    };
     buf.drain(..keep_from);
     Ok((buf, resume))
 }

@@ -222,15 +222,11 @@ pub async fn stats(
                 .await;
             return;
         }
-        // The first object goes out at once, with empty `precpu_stats` as Docker's does;
-        // then one a second.
+        // The first object goes out at once, with empty `precpu_stats` and a zero
+        // `preread` as Docker's does; then one a second.
         let mut pre = (None, 0);
-        let mut first = true;
+        pre_read = "0001-01-01T00:00:00Z".into();
         loop {
-            if !first {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-            first = false;
             let cur = sample(&c);
             if tx
                 .send(Ok(line(stats_json(&c, &pre, &pre_read, &cur))))
@@ -242,6 +238,7 @@ pub async fn stats(
             }
             pre = cur;
             pre_read = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     });
     Ok(crate::stream::streamed(
